@@ -1,0 +1,240 @@
+"""A SID-style UNet whose every stage reads the photo's metadata.
+
+The layout follows Chen et al., "Learning to See in the Dark" (CVPR 2018): per level two 3x3
+convs with LeakyReLU(0.2), 2x2 max-pool down, 2x2 transposed conv up, skip concatenation, widths
+``base_width * 2**level``. Here it works on packed RGGB planes in and out with a residual output
+(the net predicts the correction to the noisy input), and the first conv of every encoder stage,
+of the bottleneck and of every decoder stage is a :class:`~isp.models.conditioning.ConditionedConv2d`
+reading the side inputs resampled to that level's height and width.
+
+Initialisation is the same rule for every conditioning variant: each conv and linear layer keeps
+its own ``reset_parameters`` (PyTorch's default, fan-in over all of its inputs), and the 1x1 output
+head starts at zero, so every variant starts as the identity (output = noisy input).
+
+SID: https://arxiv.org/abs/1805.01934
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from isp.models.conditioning import CONDITIONING, ConditionedConv2d
+
+__all__ = ["UNet", "UNetStage", "count_parameters"]
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of parameters (elements) of ``module``.
+
+    Args:
+        module: any module.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Example:
+        >>> count_parameters(nn.Linear(3, 2))
+        8
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+class UNetStage(nn.Module):
+    """Two 3x3 convs with LeakyReLU(0.2); the first one reads the side inputs.
+
+    Shapes: ``x (N, C_in, H, W), row (N, C2, H), col (N, C3, W), scalar (N, C4) -> (N, C_out, H, W)``.
+
+    Args:
+        in_channels: feature channels in.
+        out_channels: feature channels out.
+        side_channels: ``(C2, C3, C4)``.
+        conditioning: see :data:`~isp.models.conditioning.CONDITIONING`.
+        padding_mode: padding of both convs.
+        device: passed to the parameters.
+        dtype: passed to the parameters.
+
+    Example:
+        >>> UNetStage(4, 8, (5, 5, 5), "none")(torch.rand(1, 4, 6, 6)).shape
+        torch.Size([1, 8, 6, 6])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        side_channels: tuple[int, int, int],
+        conditioning: str = "msconv",
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.conv1 = ConditionedConv2d(
+            (in_channels, *side_channels), out_channels, 3, conditioning, padding_mode, **factory
+        )
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, padding_mode=padding_mode, **factory)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+
+    def forward(
+        self, x: Tensor, row: Tensor | None = None, col: Tensor | None = None, scalar: Tensor | None = None
+    ) -> Tensor:
+        """Apply the stage; see the class docstring for shapes."""
+        x = self.act(self.conv1(x, row, col, scalar))
+        return self.act(self.conv2(x))
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"Expected `{name}` to be an int >= {minimum}. Got {value!r}.")
+
+
+class UNet(nn.Module):
+    """Metadata-conditioned UNet denoiser on packed raw planes.
+
+    Shapes: ``image (N, C_in, H, W), row (N, C2, H), col (N, C3, W), scalar (N, C4) ->
+    (N, C_out, H, W)`` for any ``H, W`` (reflect-padded at the bottom/right to a multiple of
+    ``2**depth`` and cropped back; the row/col vectors are padded the same way). Side inputs may
+    be ``None`` (read as zeros).
+
+    Args:
+        in_channels: image channels (4 packed planes R, Gr, Gb, B).
+        out_channels: output channels; must equal ``in_channels`` when ``residual``.
+        row_channels: ``C2`` (0: no row input).
+        col_channels: ``C3`` (0: no column input).
+        scalar_channels: ``C4`` (0: no scalar input).
+        base_width: channels of the first level; level ``l`` has ``base_width * 2**l``.
+        depth: number of 2x downsamplings; the bottleneck runs at ``H / 2**depth``.
+        conditioning: ``"msconv"`` (default), ``"tile_concat"``, ``"film"`` or ``"none"``.
+        residual: add the input to the output (the net predicts the correction).
+        padding_mode: padding of the 3x3 convs (``"zeros"`` as in SID).
+        device: passed to the parameters.
+        dtype: passed to the parameters.
+
+    Example:
+        >>> net = UNet(base_width=4, depth=2, conditioning="film")
+        >>> net(torch.rand(2, 4, 10, 7), torch.rand(2, 5, 10), torch.rand(2, 5, 7), torch.rand(2, 5)).shape
+        torch.Size([2, 4, 10, 7])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        row_channels: int = 5,
+        col_channels: int = 5,
+        scalar_channels: int = 5,
+        base_width: int = 32,
+        depth: int = 4,
+        conditioning: str = "msconv",
+        residual: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        _check_int("in_channels", in_channels, 1)
+        _check_int("out_channels", out_channels, 1)
+        for name, value in (("row_channels", row_channels), ("col_channels", col_channels),
+                            ("scalar_channels", scalar_channels)):
+            _check_int(name, value, 0)
+        _check_int("base_width", base_width, 1)
+        _check_int("depth", depth, 0)
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"Expected `conditioning` to be one of {CONDITIONING}. Got {conditioning!r}.")
+        if residual and in_channels != out_channels:
+            raise ValueError(
+                "Expected `out_channels` to equal `in_channels` when `residual=True`. "
+                f"Got in_channels={in_channels}, out_channels={out_channels}."
+            )
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(
+                "Expected `padding_mode` to be one of 'zeros', 'reflect', 'replicate', 'circular'. "
+                f"Got {padding_mode!r}."
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.side_channels = (row_channels, col_channels, scalar_channels)
+        self.base_width = base_width
+        self.depth = depth
+        self.conditioning = conditioning
+        self.residual = residual
+        factory = {"device": device, "dtype": dtype}
+        widths = [base_width * 2**level for level in range(depth + 1)]
+        stage = {"side_channels": self.side_channels, "conditioning": conditioning,
+                 "padding_mode": padding_mode, **factory}
+        self.encoders = nn.ModuleList()
+        previous = in_channels
+        for level in range(depth):
+            self.encoders.append(UNetStage(previous, widths[level], **stage))
+            previous = widths[level]
+        self.bottleneck = UNetStage(previous, widths[depth], **stage)
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2, **factory)
+            for level in range(depth)
+        )
+        self.decoders = nn.ModuleList(
+            UNetStage(2 * widths[level], widths[level], **stage) for level in range(depth)
+        )
+        self.head = nn.Conv2d(widths[0], out_channels, 1, **factory)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def _check(self, image, row, col, scalar) -> None:
+        if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[1] != self.in_channels:
+            got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"Expected `image` of shape (N, {self.in_channels}, H, W). Got {got}.")
+        n, _, h, w = image.shape
+        for name, value, expected in (
+            ("row", row, (n, self.side_channels[0], h)),
+            ("col", col, (n, self.side_channels[1], w)),
+            ("scalar", scalar, (n, self.side_channels[2])),
+        ):
+            if value is not None and tuple(value.shape) != expected:
+                raise ValueError(
+                    f"Expected `{name}` of shape {expected} to match `image`. Got {tuple(value.shape)}."
+                )
+
+    def forward(
+        self,
+        image: Tensor,
+        row: Tensor | None = None,
+        col: Tensor | None = None,
+        scalar: Tensor | None = None,
+    ) -> Tensor:
+        """Denoise ``image``; see the class docstring for shapes."""
+        self._check(image, row, col, scalar)
+        h, w = image.shape[-2:]
+        multiple = 2**self.depth
+        pad_h, pad_w = -h % multiple, -w % multiple
+        x = image
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+            if row is not None and pad_h:
+                row = F.pad(row, (0, pad_h), mode=mode)
+            if col is not None and pad_w:
+                col = F.pad(col, (0, pad_w), mode=mode)
+        rows, cols = [row], [col]
+        for _ in range(self.depth):
+            rows.append(None if row is None else F.avg_pool1d(rows[-1], 2))
+            cols.append(None if col is None else F.avg_pool1d(cols[-1], 2))
+        skips = []
+        for level, stage in enumerate(self.encoders):
+            x = stage(x, rows[level], cols[level], scalar)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x, rows[self.depth], cols[self.depth], scalar)
+        for level in reversed(range(self.depth)):
+            x = torch.cat([self.ups[level](x), skips[level]], dim=1)
+            x = self.decoders[level](x, rows[level], cols[level], scalar)
+        out = self.head(x)[..., :h, :w]
+        return image + out if self.residual else out
+
+    def extra_repr(self) -> str:
+        """The constructor arguments that define the architecture."""
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"side_channels={self.side_channels}, base_width={self.base_width}, depth={self.depth}, "
+            f"conditioning={self.conditioning!r}, residual={self.residual}"
+        )

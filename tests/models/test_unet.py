@@ -1,0 +1,192 @@
+"""isp.models.UNet: shapes, padding, identity init, conditioning paths, gradients, errors."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from isp.models import CONDITIONING, ConditionedConv2d, UNet, count_parameters
+
+try:  # MSConv2d/TileConcatConv2d come from isp.nn (issue 2)
+    from isp.nn import MSConv2d, TileConcatConv2d  # noqa: F401
+
+    HAVE_NN = True
+except ImportError:
+    HAVE_NN = False
+
+needs_nn = pytest.mark.skipif(not HAVE_NN, reason="isp.nn.MSConv2d not available yet")
+ALL = [pytest.param(c, marks=needs_nn) if c in ("msconv", "tile_concat") else c for c in CONDITIONING]
+
+
+def _inputs(n=2, h=12, w=9, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.rand(n, 4, h, w, generator=g, dtype=dtype),
+        torch.randn(n, 5, h, generator=g, dtype=dtype),
+        torch.randn(n, 5, w, generator=g, dtype=dtype),
+        torch.randn(n, 5, generator=g, dtype=dtype),
+    )
+
+
+def _randomise_head(net, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        net.head.weight.copy_(torch.randn(net.head.weight.shape, generator=g) * 0.5)
+        net.head.bias.copy_(torch.randn(net.head.bias.shape, generator=g) * 0.1)
+    return net
+
+
+@pytest.mark.parametrize("conditioning", ALL)
+@pytest.mark.parametrize("hw", [(16, 16), (12, 9), (5, 3), (1, 1)])
+def test_identity_at_init_and_shape(conditioning, hw):
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2, conditioning=conditioning)
+    x, row, col, sc = _inputs(h=hw[0], w=hw[1])
+    out = net(x, row, col, sc)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out, x)  # zero head + residual: identity
+
+
+@pytest.mark.parametrize("conditioning", ALL)
+def test_crop_matches_explicitly_padded_input(conditioning):
+    torch.manual_seed(0)
+    net = _randomise_head(UNet(base_width=4, depth=2, conditioning=conditioning, residual=False))
+    x, row, col, sc = _inputs(h=10, w=7)
+    # pad by hand to 12 x 8 (multiples of 4) the same way and crop
+    xp = F.pad(x, (0, 1, 0, 2), mode="reflect")
+    rp, cp = F.pad(row, (0, 2), mode="reflect"), F.pad(col, (0, 1), mode="reflect")
+    ref = net(xp, rp, cp, sc)[..., :10, :7]
+    torch.testing.assert_close(net(x, row, col, sc), ref)
+
+
+def test_side_inputs_resampled_per_level():
+    torch.manual_seed(0)
+    net = UNet(base_width=2, depth=3, conditioning="film")
+    x, row, col, sc = _inputs(n=1, h=16, w=24)
+    seen = []
+    for m in net.modules():
+        if isinstance(m, ConditionedConv2d):
+            m.register_forward_pre_hook(lambda mod, args: seen.append((args[0].shape[-2:], args[1], args[2])))
+    net(x, row, col, sc)
+    assert len(seen) == 2 * 3 + 1  # encoders, bottleneck, decoders
+    for (h, w), r, c in seen:
+        assert r.shape[-1] == h and c.shape[-1] == w
+        k = 16 // h
+        ref_r = row.numpy().reshape(1, 5, h, k).mean(-1)
+        ref_c = col.numpy().reshape(1, 5, w, 24 // w).mean(-1)
+        np.testing.assert_allclose(r.numpy(), ref_r, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(c.numpy(), ref_c, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("conditioning", ALL)
+def test_side_inputs_change_output_unless_none(conditioning):
+    torch.manual_seed(0)
+    net = _randomise_head(UNet(base_width=4, depth=2, conditioning=conditioning))
+    x, row, col, sc = _inputs()
+    base = net(x, row, col, sc)
+    for i, changed in enumerate((row + 1, col + 1, sc + 1)):
+        args = [row, col, sc]
+        args[i] = changed
+        differs = not torch.allclose(net(x, *args), base)
+        assert differs == (conditioning != "none"), (conditioning, i)
+
+
+@pytest.mark.parametrize("conditioning", ALL)
+def test_every_parameter_gets_a_gradient(conditioning):
+    torch.manual_seed(0)
+    net = _randomise_head(UNet(base_width=4, depth=2, conditioning=conditioning))
+    x, row, col, sc = _inputs()
+    net(x, row, col, sc).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_gradcheck_film_float64():
+    torch.manual_seed(0)
+    net = _randomise_head(UNet(base_width=2, depth=1, conditioning="film", dtype=torch.float64))
+    x, row, col, sc = _inputs(n=1, h=4, w=4, dtype=torch.float64)
+    for t in (x, row, col, sc):
+        t.requires_grad_(True)
+    assert torch.autograd.gradcheck(net, (x, row, col, sc))
+
+
+def test_film_formula():
+    torch.manual_seed(0)
+    conv = ConditionedConv2d((3, 2, 1, 4), 5, conditioning="film")
+    x, row, col, sc = torch.rand(2, 3, 6, 7), torch.rand(2, 2, 6), torch.rand(2, 1, 7), torch.rand(2, 4)
+    z = torch.cat([row.mean(-1), col.mean(-1), sc], 1)
+    gamma, beta = (z @ conv.film.weight.T + conv.film.bias).split(5, 1)
+    ref = F.conv2d(x, conv.conv.weight, conv.conv.bias, padding=1) * (1 + gamma[..., None, None]) + beta[
+        ..., None, None
+    ]
+    torch.testing.assert_close(conv(x, row, col, sc), ref)
+    # a missing input reads as zeros
+    torch.testing.assert_close(conv(x, row, None, sc), conv(x, row, torch.zeros_like(col), sc))
+
+
+def test_count_parameters_matches_formula():
+    net = UNet(base_width=4, depth=2, conditioning="none")
+
+    def conv(i, o, k):
+        return i * o * k * k + o
+
+    widths = [4, 8, 16]
+    expected = conv(4, 4, 3) + conv(4, 4, 3) + conv(4, 8, 3) + conv(8, 8, 3)  # encoders
+    expected += conv(8, 16, 3) + conv(16, 16, 3)  # bottleneck
+    expected += conv(16, 8, 2) + conv(8, 4, 2)  # transposed convs
+    expected += conv(16, 8, 3) + conv(8, 8, 3) + conv(8, 4, 3) + conv(4, 4, 3)  # decoders
+    expected += conv(widths[0], 4, 1)  # head
+    assert count_parameters(net) == expected
+    frozen = copy.deepcopy(net).requires_grad_(False)
+    assert count_parameters(frozen) == 0 and count_parameters(frozen, trainable_only=False) == expected
+    film = UNet(base_width=4, depth=2, conditioning="film")
+    film_extra = sum(15 * 2 * w + 2 * w for w in (4, 8, 16, 8, 4))  # one Linear(15, 2w) per stage
+    assert count_parameters(film) == expected + film_extra
+
+
+@needs_nn
+def test_msconv_and_tile_concat_compute_the_same_function():
+    torch.manual_seed(0)
+    tile = _randomise_head(UNet(base_width=4, depth=2, conditioning="tile_concat"))
+    ms = UNet(base_width=4, depth=2, conditioning="msconv")
+    ms.load_state_dict({k: v for k, v in tile.state_dict().items() if ".conv1." not in k}, strict=False)
+    for m_tile, m_ms in zip(list(tile.modules()), list(ms.modules()), strict=True):
+        if isinstance(m_tile, ConditionedConv2d):
+            m_ms.conv = MSConv2d.from_tile_concat(m_tile.conv, m_tile.in_channels)
+    x, row, col, sc = _inputs()
+    torch.testing.assert_close(ms(x, row, col, sc), tile(x, row, col, sc), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"conditioning": "concat"}, "conditioning"),
+        ({"depth": -1}, "depth"),
+        ({"base_width": 0}, "base_width"),
+        ({"out_channels": 3}, "out_channels"),
+        ({"row_channels": -2}, "row_channels"),
+        ({"padding_mode": "same"}, "padding_mode"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        UNet(**kwargs)
+
+
+def test_bad_forward_inputs():
+    net = UNet(base_width=2, depth=1, conditioning="none")
+    x, row, col, sc = _inputs()
+    with pytest.raises(ValueError, match="image"):
+        net(x[:, :3])
+    with pytest.raises(ValueError, match="row"):
+        net(x, row[..., :-1])
+    with pytest.raises(ValueError, match="col"):
+        net(x, row, col[:1])
+    with pytest.raises(ValueError, match="scalar"):
+        net(x, row, col, sc[:, :2])
+    with pytest.raises(ValueError, match="film"):
+        ConditionedConv2d((4, 0, 0, 0), 8, conditioning="film")
+    assert isinstance(net.head, nn.Conv2d)
