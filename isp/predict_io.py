@@ -1,0 +1,412 @@
+"""Files in and out of prediction: input discovery, output naming, atomic no-clobber writing.
+
+- :func:`discover_inputs` expands files and folders (recursively, raw extensions only) into a
+  sorted, de-duplicated list of files; a missing input is reported, not fatal.
+- :func:`output_path` names an output ``DIR/<input stem>.<ext>``.
+- :func:`atomic_output` gives a writer a temporary name beside the final file and renames it
+  into place only once the writer returned, so an interrupted run never leaves a half file
+  under the final name; it refuses to replace an existing file without ``overwrite=True`` and
+  never replaces one of the inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from isp.raw import RawFrame
+
+__all__ = [
+    "FORMATS",
+    "RAW_EXTENSIONS",
+    "OutputExistsError",
+    "atomic_output",
+    "denoise_frame",
+    "denoised_sensor",
+    "discover_inputs",
+    "frame_inputs",
+    "output_path",
+    "render_srgb",
+    "write_denoised_dng",
+    "write_output",
+]
+
+#: File extensions (lower case, with the dot) of camera raw formats that folders are searched for.
+RAW_EXTENSIONS = frozenset(
+    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef "
+    ".nrw .orf .ori .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split()
+)
+
+#: Output formats and their file extensions.
+FORMATS = {"dng": ".dng", "tiff": ".tiff", "png": ".png"}
+
+
+class OutputExistsError(FileExistsError):
+    """The output file exists and may not be replaced (no ``overwrite``, or it is an input)."""
+
+
+def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Expand files and folders into the list of raw files to process.
+
+    A file given by name is taken whatever its extension (reading it says whether it is a raw
+    file); a folder is searched recursively for files with a :data:`RAW_EXTENSIONS` extension
+    (any case; hidden files and folders skipped). The result is sorted within each input and
+    de-duplicated across inputs by resolved path.
+
+    Args:
+        inputs: paths of files and folders.
+
+    Returns:
+        ``(files, missing)``: the files, and ``(path, reason)`` for each input that is neither a
+        file nor a folder.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ["b.NEF", "a.dng", "notes.txt", "sub/c.ARW"]:
+        ...     (d / name).parent.mkdir(exist_ok=True); _ = (d / name).write_bytes(b"")
+        >>> files, missing = discover_inputs([d, d / "gone.dng"])
+        >>> [f.relative_to(d).as_posix() for f in files], [m[1] for m in missing]
+        (['a.dng', 'b.NEF', 'sub/c.ARW'], ['no such file or folder'])
+    """
+    files: list[Path] = []
+    missing: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix.lower() in RAW_EXTENSIONS
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found = [path]
+        else:
+            missing.append((path, "no such file or folder"))
+            continue
+        for p in found:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(p)
+    return files, missing
+
+
+def output_path(input_path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str) -> Path:
+    """The output file of ``input_path``: ``out_dir/<stem>.<ext of fmt>``.
+
+    Example:
+        >>> output_path("shots/IMG_0001.CR2", "out", "dng").as_posix()
+        'out/IMG_0001.dng'
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Expected `fmt` to be one of {sorted(FORMATS)}. Got {fmt!r}.")
+    return Path(out_dir) / (Path(input_path).stem + FORMATS[fmt])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def atomic_output(
+    final: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    protected: Sequence[str | os.PathLike] = (),
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` when the block succeeds.
+
+    The temporary file (``.<name>.<random>.tmp`` in the same folder, so the rename is atomic) is
+    created empty; the block writes it. If the block raises (including ``KeyboardInterrupt``),
+    the temporary file is removed and ``final`` is untouched. Without ``overwrite`` the rename is
+    a hard link, which fails rather than replace a file that appeared meanwhile.
+
+    Args:
+        final: the output path.
+        overwrite: replace an existing ``final``.
+        protected: paths that must never be replaced, ``overwrite`` or not (the inputs).
+
+    Raises:
+        OutputExistsError: ``final`` exists and ``overwrite`` is false, or ``final`` is one of
+            ``protected``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+        >>> with atomic_output(out) as tmp:
+        ...     _ = tmp.write_text("done")
+        >>> out.read_text(), sorted(p.name for p in out.parent.iterdir())
+        ('done', ['a.txt'])
+    """
+    final = Path(final)
+    for p in protected:
+        if _same_file(final, Path(p)):
+            raise OutputExistsError(f"Refusing to write {str(final)!r}: it is one of the input files.")
+    if final.exists() and not overwrite:
+        raise OutputExistsError(f"Output {str(final)!r} exists; pass --overwrite to replace it.")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give the output the usual permissions
+    try:
+        yield tmp
+        if overwrite:
+            os.replace(tmp, final)
+        else:
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                raise OutputExistsError(
+                    f"Output {str(final)!r} appeared while it was written; pass --overwrite to replace it."
+                ) from None
+            except OSError:  # no hard links on this file system: check, then rename
+                if final.exists():
+                    raise OutputExistsError(f"Output {str(final)!r} exists; pass --overwrite.") from None
+                os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+# -- outputs from a denoised frame -----------------------------------------------------------------
+
+
+def denoised_sensor(frame: RawFrame, mosaic: np.ndarray, *, chunk_rows: int = 512) -> np.ndarray:
+    """The input's whole sensor image with its visible area replaced by a denoised mosaic.
+
+    The mosaic (0 = black, 1 = white level) goes back to DN per CFA position,
+    ``mosaic * (white - black) + black``, rounded and clipped to ``[0, 65535]``; the masked
+    margins keep the input's values. Works in row chunks so a 24-megapixel frame needs no
+    full-size float64 temporaries.
+
+    Args:
+        frame: the input :class:`isp.raw.RawFrame`.
+        mosaic: ``float (H, W)`` denoised visible mosaic (``frame.mosaic``'s shape).
+        chunk_rows: rows converted at a time (even).
+
+    Returns:
+        ``uint16 (Hs, Ws)``, ``frame.sensor``'s shape.
+
+    Example:
+        >>> import numpy as np
+        >>> from isp.raw import RawFrame
+        >>> f = RawFrame(None, np.zeros((2, 4), np.float32), "RGGB", np.array([[60, 64], [64, 68]]),
+        ...              1000.0, np.full((3, 4), 7, np.uint16), (1, 0, 3, 4))
+        >>> denoised_sensor(f, np.full((2, 4), 0.5, np.float32)).tolist()
+        [[7, 7, 7, 7], [530, 532, 530, 532], [532, 534, 532, 534]]
+    """
+    top, left, bottom, right = frame.active_area
+    if mosaic.shape != (bottom - top, right - left):
+        raise ValueError(
+            f"Expected `mosaic` of the visible shape {(bottom - top, right - left)}. Got {mosaic.shape}."
+        )
+    black = np.asarray(frame.black_level, dtype=np.float32).reshape(2, 2)
+    scale = np.float32(frame.white_level) - black
+    sensor = frame.sensor.copy()
+    width = right - left
+    black_rows = np.tile(black, (1, (width + 1) // 2))[:, :width]
+    scale_rows = np.tile(scale, (1, (width + 1) // 2))[:, :width]
+    chunk_rows += chunk_rows % 2
+    for y0 in range(0, mosaic.shape[0], chunk_rows):
+        y1 = min(y0 + chunk_rows, mosaic.shape[0])
+        reps = (y1 - y0 + 1) // 2
+        b = np.tile(black_rows, (reps, 1))[: y1 - y0]
+        s = np.tile(scale_rows, (reps, 1))[: y1 - y0]
+        dn = np.rint(mosaic[y0:y1].astype(np.float32) * s + b)
+        sensor[top + y0 : top + y1, left:right] = np.clip(dn, 0, 65535).astype(np.uint16)
+    return sensor
+
+
+def write_denoised_dng(path: str | os.PathLike, frame: RawFrame, sensor: np.ndarray) -> None:
+    """Write ``sensor`` as a DNG with ``frame``'s CFA, levels, active area and metadata.
+
+    Args:
+        path: the file to write (replaced if it exists: pass a temporary name).
+        frame: the input frame whose metadata is carried over.
+        sensor: ``uint16 (Hs, Ws)`` from :func:`denoised_sensor`.
+    """
+    from isp.raw import write_dng
+
+    write_dng(
+        path,
+        sensor,
+        cfa=frame.cfa,
+        black_level=frame.black_level,
+        white_level=frame.white_level,
+        active_area=frame.active_area,
+        metadata=frame.metadata,
+        overwrite=True,
+    )
+
+
+def render_srgb(raw_path: str | os.PathLike, sensor: np.ndarray, *, bits: int = 16) -> np.ndarray:
+    """Render a denoised sensor image through LibRaw's own pipeline (rawpy ``postprocess``).
+
+    The input file is opened again, its raw buffer replaced by ``sensor``, and LibRaw renders
+    it with the camera's as-shot white balance, AHD demosaic, the file's colour matrix, sRGB
+    primaries and gamma, and its default automatic brightness (as ``dcraw -w``).
+
+    Args:
+        raw_path: the input raw file (read only).
+        sensor: ``uint16 (Hs, Ws)`` the whole sensor image, as ``frame.sensor``.
+        bits: 8 or 16 bits per channel.
+
+    Returns:
+        ``(H, W, 3)`` uint8 or uint16 sRGB of the visible area.
+    """
+    import rawpy
+
+    if bits not in (8, 16):
+        raise ValueError(f"Expected `bits` to be 8 or 16. Got {bits!r}.")
+    with rawpy.imread(os.fspath(raw_path)) as raw:
+        if raw.raw_image.shape != sensor.shape:
+            raise ValueError(
+                f"Expected `sensor` of the raw file's shape {raw.raw_image.shape}. Got {sensor.shape}."
+            )
+        raw.raw_image[...] = sensor
+        return raw.postprocess(use_camera_wb=True, output_bps=bits)
+
+
+def write_output(
+    final: str | os.PathLike,
+    frame: RawFrame,
+    mosaic: np.ndarray,
+    fmt: str = "dng",
+    *,
+    overwrite: bool = False,
+    protected: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Write a denoised mosaic of ``frame`` to ``final`` as DNG, 16-bit TIFF or 8-bit PNG.
+
+    ``dng``: the denoised mosaic in the input's full sensor frame with its metadata (see
+    :func:`denoised_sensor`, :func:`write_denoised_dng`). ``tiff``/``png``: an sRGB rendering by
+    LibRaw (:func:`render_srgb`; the input file must still exist). Written atomically through
+    :func:`atomic_output`.
+
+    Args:
+        final: output path.
+        frame: the input frame (``frame.path`` is needed for ``tiff``/``png``).
+        mosaic: ``float (H, W)`` the denoised visible mosaic.
+        fmt: ``"dng"``, ``"tiff"`` or ``"png"``.
+        overwrite: replace an existing ``final``.
+        protected: paths never to replace (the inputs).
+
+    Returns:
+        ``final`` as a :class:`~pathlib.Path`.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"Expected `fmt` to be one of {sorted(FORMATS)}. Got {fmt!r}.")
+    final = Path(final)
+    with atomic_output(final, overwrite=overwrite, protected=protected) as tmp:
+        sensor = denoised_sensor(frame, mosaic)
+        if fmt == "dng":
+            write_denoised_dng(tmp, frame, sensor)
+        else:
+            if frame.path is None:
+                raise ValueError("Expected `frame.path` to name the input raw file for an sRGB rendering.")
+            rgb = render_srgb(frame.path, sensor, bits=16 if fmt == "tiff" else 8)
+            del sensor
+            if fmt == "tiff":
+                import tifffile
+
+                tifffile.imwrite(tmp, rgb, photometric="rgb")
+            else:
+                from PIL import Image
+
+                Image.fromarray(rgb).save(tmp, format="PNG")
+    return final
+
+
+# -- one frame through the network ------------------------------------------------------------------
+
+
+def frame_inputs(frame: RawFrame, *, vector_scale: float = 1.0, gain: float = 1.0) -> dict[str, torch.Tensor]:
+    """The network's inputs for a whole frame, as the data pipeline builds them for training.
+
+    Args:
+        frame: a decoded :class:`isp.raw.RawFrame`.
+        vector_scale: the factor the row/column noise vectors were scaled by in training.
+        gain: digital amplification of the input (1 for ordinary photos).
+
+    Returns:
+        ``image (1, 4, h, w)``, ``row (1, C2, h)``, ``col (1, C3, w)``, ``scalar (1, C4)`` float32
+        tensors, plus ``info``: the :class:`isp.raw.PackInfo` that :func:`isp.raw.unpack` needs.
+    """
+    from isp.data.scalars import scalars
+    from isp.raw import noise_vectors, pack
+
+    planes, info = pack(frame)
+    row, col = noise_vectors(frame)
+    vec = np.float32(vector_scale * gain)
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32) * np.float32(gain))[None],
+        "row": torch.from_numpy(np.ascontiguousarray(row, dtype=np.float32) * vec)[None],
+        "col": torch.from_numpy(np.ascontiguousarray(col, dtype=np.float32) * vec)[None],
+        "scalar": torch.from_numpy(scalars(frame.metadata, gain=gain))[None],
+        "info": info,
+    }
+
+
+def denoise_frame(
+    net: torch.nn.Module,
+    frame: RawFrame,
+    *,
+    data: dict | None = None,
+    tile: int = 256,
+    overlap: int = 16,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Denoise a whole frame tile by tile and return its denoised mosaic.
+
+    Args:
+        net: the denoiser, already on ``device`` and in eval mode.
+        frame: the input frame.
+        data: the data settings the net was trained with (``vector_scale``).
+        tile: tile size in packed pixels (a mosaic tile of ``2 * tile``).
+        overlap: overlap of neighbouring tiles in packed pixels.
+        device: where the net runs.
+        progress: ``progress(done, total)`` after each tile.
+
+    Returns:
+        ``float32 (H, W)``: the denoised visible mosaic in the input's units (``frame.mosaic``'s
+        shape and CFA phase; the rows/columns that packing crops keep their input values).
+    """
+    from isp.inference import size_multiple, tiled_forward
+    from isp.raw import unpack
+
+    data = data or {}
+    inputs = frame_inputs(frame, vector_scale=float(data.get("vector_scale", 1.0)))
+    with torch.inference_mode():
+        planes = tiled_forward(
+            net,
+            inputs["image"],
+            inputs["row"],
+            inputs["col"],
+            inputs["scalar"],
+            tile=tile,
+            overlap=overlap,
+            align=size_multiple(net),
+            device=device,
+            progress=progress,
+        )
+    del inputs["image"]
+    return unpack(planes[0].numpy(), inputs["info"]).astype(np.float32, copy=False)
