@@ -1,0 +1,29 @@
+"""Raw files in and out: decoding with metadata, packing, optical-black noise vectors, DNG writing.
+
+numpy only (no torch): the layers above convert. See docs/CONTRACTS.md (isp.raw).
+"""
+
+from .dng import write_dng
+from .errors import RawError, RawReadError, UnsupportedRawError
+from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
+from .normalize import normalize
+from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
+from .read import read
+
+__all__ = [
+    "BAYER_PATTERNS",
+    "OpticalBlack",
+    "PACKED_CHANNELS",
+    "PackInfo",
+    "RawError",
+    "RawFrame",
+    "RawMetadata",
+    "RawReadError",
+    "UnsupportedRawError",
+    "frame_from_sensor",
+    "normalize",
+    "pack",
+    "read",
+    "unpack",
+    "write_dng",
+]

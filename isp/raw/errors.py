@@ -1,0 +1,39 @@
+"""Errors raised by :mod:`isp.raw`; each message names the file and the reason."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["RawError", "RawReadError", "UnsupportedRawError"]
+
+
+class RawError(ValueError):
+    """Base class of the raw-file errors (a :class:`ValueError`).
+
+    Args:
+        path: the file concerned (``None`` for in-memory data).
+        reason: one sentence saying what is wrong.
+
+    Example:
+        >>> str(RawReadError("a.dng", "the file does not exist"))
+        "Cannot read raw file 'a.dng': the file does not exist."
+    """
+
+    prefix = "Raw file"
+
+    def __init__(self, path: str | os.PathLike | None, reason: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.reason = reason.rstrip(".")
+        super().__init__(f"{self.prefix} {self.path!r}: {self.reason}.")
+
+
+class RawReadError(RawError):
+    """The file is missing, unreadable, truncated or corrupt."""
+
+    prefix = "Cannot read raw file"
+
+
+class UnsupportedRawError(RawError):
+    """The file decodes but is not a Bayer mosaic (X-Trans, Foveon/stacked, monochrome, linear DNG)."""
+
+    prefix = "Unsupported raw file"

@@ -1,0 +1,243 @@
+"""Read any Bayer raw file LibRaw opens into a :class:`~isp.raw.RawFrame`, with its own metadata.
+
+Levels, pattern and EXIF come from the file (rawpy / LibRaw), never from constants. Facts about
+rawpy 0.28 / LibRaw 0.22 this relies on (see shared/DESIGN.md): ``black_level_per_channel`` is
+indexed by colour index and ``raw_pattern`` numbers the second green 3, so the black level of each
+visible position is ``black_level_per_channel[raw_pattern]``; ``raw_image`` dies with the handle
+(copied inside ``with``); missing EXIF values are 0 (mapped to ``None`` here).
+
+rawpy 0.28 does not expose make and model; they are read from the TIFF IFD0 (tifffile) for
+TIFF-based raws (DNG, NEF, CR2, ARW, PEF, ...) and are "" for others (CR3, RAF, ...). For DNG
+files the colour matrix also comes from the file's ``ColorMatrix`` tags, because LibRaw replaces it
+by its built-in table when it knows the make and model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import rawpy
+import tifffile
+
+from .color import cam_to_srgb_from_xyz
+from .errors import RawReadError, UnsupportedRawError
+from .frame import BAYER_PATTERNS, RawFrame, RawMetadata, frame_from_sensor
+
+__all__ = ["read"]
+
+_TIFF_MAGIC = (b"II*\0", b"MM\0*")
+_D65_LIKE = (21, 20, 1, 23, 24)  # D65, D55, Daylight, D50, ISO studio tungsten: preference order
+
+
+@dataclass
+class _TiffInfo:
+    make: str = ""
+    model: str = ""
+    is_dng: bool = False
+    xyz_to_cam: np.ndarray | None = None
+    iso: float | None = None
+
+
+def _tiff_info(path: str) -> _TiffInfo | None:
+    """Make, model and DNG colour matrix from a TIFF-based raw; checks its data lie inside the file.
+
+    Returns ``None`` for files that are not TIFF-based. Raises :class:`RawReadError` when the
+    structure is broken or an image's data run past the end of the file (a truncated file, which
+    LibRaw would otherwise decode silently into zeros or garbage).
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+        size = fh.seek(0, os.SEEK_END)
+    if magic not in _TIFF_MAGIC:
+        return None
+    info = _TiffInfo()
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = list(tif.pages)
+            page0 = pages[0]
+            tags = page0.tags
+            info.make = str(tags.valueof(271, "") or "").strip("\0 ")
+            info.model = str(tags.valueof(272, "") or "").strip("\0 ")
+            info.is_dng = 50706 in tags
+            exif = tags.valueof(34665) or {}
+            if isinstance(exif, dict) and exif.get("ISOSpeed"):
+                info.iso = float(exif["ISOSpeed"])
+            if info.is_dng:
+                matrices = {}
+                for cm, ill in ((50721, 50778), (50722, 50779)):
+                    if cm in tags and len(tags[cm].value) >= 9:
+                        v = np.asarray(tags[cm].value, dtype=np.float64)
+                        m = (v[0::2] / v[1::2])[:9].reshape(3, 3) if v.size >= 18 else v[:9].reshape(3, 3)
+                        matrices[int(tags.valueof(ill, 0))] = m
+                for ill in (*_D65_LIKE, *matrices):
+                    if ill in matrices:
+                        info.xyz_to_cam = matrices[ill]
+                        break
+            for page in pages + [p for p in _subifds(tif, page0)]:
+                offsets, counts = page.dataoffsets, page.databytecounts
+                if len(offsets) and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
+                    raise RawReadError(path, f"the file is truncated: image data end beyond its {size} bytes")
+    except RawReadError:
+        raise
+    except Exception as exc:  # tifffile's many parse errors: a broken TIFF structure
+        if magic in _TIFF_MAGIC and path.lower().endswith(".dng"):
+            raise RawReadError(path, f"corrupt TIFF/DNG structure ({type(exc).__name__}: {exc})") from exc
+        return None  # vendor TIFF variants tifffile cannot walk: leave the judgement to LibRaw
+    return info
+
+
+def _subifds(tif: tifffile.TiffFile, page) -> list:
+    """The pages of ``page``'s SubIFDs (where NEF, DNG and others keep the raw image)."""
+    out = []
+    for offset in page.subifds or ():
+        tif.filehandle.seek(offset)
+        out.append(tifffile.TiffPage(tif, index=0))
+    return out
+
+
+def _none_if_zero(value: float) -> float | None:
+    value = float(value)
+    return value if value > 0 and np.isfinite(value) else None
+
+
+def _cfa(raw: rawpy.RawPy, path: str) -> tuple[str, np.ndarray]:
+    """The Bayer phase string and the raw_pattern, or UnsupportedRawError."""
+    if raw.raw_type != rawpy.RawType.Flat:
+        raise UnsupportedRawError(
+            path, "the sensor data are stacked (Foveon or a linear/demosaiced DNG), not a Bayer mosaic"
+        )
+    pattern = raw.raw_pattern
+    if pattern is None or raw.num_colors < 3:
+        raise UnsupportedRawError(path, "the sensor has no colour filter array (monochrome)")
+    pattern = np.array(pattern)
+    if pattern.shape != (2, 2):
+        kind = "X-Trans" if pattern.shape == (6, 6) else "non-Bayer"
+        raise UnsupportedRawError(path, f"the colour filter array is {kind} {pattern.shape}, not 2x2 Bayer")
+    desc = raw.color_desc.decode("ascii", "replace")
+    try:
+        cfa = "".join(desc[int(c)] for c in pattern.ravel())
+    except IndexError:
+        cfa = "?"
+    if cfa not in BAYER_PATTERNS:
+        raise UnsupportedRawError(
+            path, f"the colour filter array {cfa!r} ({desc}) is not an RGB Bayer pattern"
+        )
+    return cfa, pattern
+
+
+def read(path: str | os.PathLike) -> RawFrame:
+    """Decode a Bayer raw file (NEF, ARW, CR2, CR3, RAF Bayer, ORF, RW2, PEF, DNG, ...).
+
+    Args:
+        path: the raw file.
+
+    Returns:
+        :class:`~isp.raw.RawFrame` with the visible mosaic ``float32 (H, W)`` black-subtracted per
+        position and white-normalised, the CFA of its top-left 2x2, the levels, the whole sensor
+        ``uint16 (Hs, Ws)``, the active area LibRaw reports, the EXIF metadata (missing values
+        ``None``) and the margins outside the active area as optical black.
+
+    Raises:
+        RawReadError: the file is missing, unreadable, truncated or corrupt.
+        UnsupportedRawError: X-Trans, Foveon/stacked, monochrome or linear DNG.
+
+    Example:
+        >>> import tempfile
+        >>> from isp.raw import write_dng
+        >>> sensor = np.full((32, 40), 64, dtype=np.uint16); sensor[2:, 4:] += 100
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     _ = write_dng(f"{d}/a.dng", sensor, cfa="BGGR", black_level=64, white_level=1064,
+        ...                   active_area=(2, 4, 32, 40), metadata=RawMetadata(iso=400))
+        ...     frame = read(f"{d}/a.dng")
+        >>> frame.cfa, frame.mosaic.shape, round(float(frame.mosaic[0, 0]), 6), frame.metadata.iso
+        ('BGGR', (30, 36), 0.1, 400.0)
+        >>> frame.metadata.exposure_time is None, frame.optical_black.left.shape
+        (True, (30, 4))
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise RawReadError(path, "the file does not exist")
+    if not os.path.isfile(path):
+        raise RawReadError(path, "not a regular file")
+    try:
+        info = _tiff_info(path)
+    except OSError as exc:
+        raise RawReadError(path, f"cannot open it ({exc.strerror or exc})") from exc
+    try:
+        with rawpy.imread(path) as raw:
+            cfa, pattern = _cfa(raw, path)
+            sizes = raw.sizes
+            sensor = raw.raw_image.copy()
+            per_channel = np.asarray(raw.black_level_per_channel, dtype=np.float64)
+            white = float(raw.white_level)
+            other = raw.other
+            iso, shutter = other.iso_speed, other.shutter_speed
+            aperture, focal, stamp = other.aperture, other.focal_length, other.timestamp
+            cam_wb = np.asarray(raw.camera_whitebalance, dtype=np.float64)
+            day_wb = np.asarray(raw.daylight_whitebalance, dtype=np.float64)
+            xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)
+    except (UnsupportedRawError, RawReadError):
+        raise
+    except rawpy.LibRawFileUnsupportedError as exc:
+        raise RawReadError(
+            path, "LibRaw does not recognise it as a raw file (unknown format or corrupt)"
+        ) from exc
+    except rawpy.LibRawError as exc:
+        raise RawReadError(path, f"LibRaw failed to decode it ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:
+        raise RawReadError(path, f"cannot open it ({exc})") from exc
+
+    if sensor.dtype != np.uint16 or sensor.ndim != 2:
+        raise UnsupportedRawError(
+            path, f"the raw image is {sensor.dtype} {sensor.shape}, not a 2-d uint16 mosaic"
+        )
+    top, left = int(sizes.top_margin), int(sizes.left_margin)
+    active_area = (top, left, top + int(sizes.height), left + int(sizes.width))
+    if info is not None and info.is_dng and info.xyz_to_cam is not None:
+        xyz_to_cam = info.xyz_to_cam
+    metadata = RawMetadata(
+        iso=_none_if_zero(iso),
+        exposure_time=_none_if_zero(shutter),
+        f_number=_none_if_zero(aperture),
+        focal_length=_none_if_zero(focal),
+        make=info.make if info is not None else "",
+        model=info.model if info is not None else "",
+        timestamp=_timestamp(stamp),
+        wb=_white_balance(cam_wb, day_wb),
+        cam_to_srgb=_cam_to_srgb(xyz_to_cam),
+    )
+    if metadata.iso is not None and metadata.iso >= 65535 and info is not None and info.iso:
+        metadata.iso = info.iso  # EXIF 2.3 ISOSpeed, for values LibRaw clips at 65535
+    return frame_from_sensor(
+        sensor,
+        cfa=cfa,
+        black_level=per_channel[pattern],
+        white_level=white,
+        active_area=active_area,
+        metadata=metadata,
+        path=path,
+    )
+
+
+def _timestamp(stamp) -> _dt.datetime | None:
+    if isinstance(stamp, _dt.datetime):
+        return None if stamp == _dt.datetime.fromtimestamp(0) else stamp
+    stamp = float(stamp or 0)
+    return _dt.datetime.fromtimestamp(stamp) if stamp > 0 else None
+
+
+def _white_balance(camera: np.ndarray, daylight: np.ndarray) -> np.ndarray:
+    """As-shot multipliers R, G, B with G = 1; daylight multipliers, then ones, when absent."""
+    for wb in (camera, daylight):
+        if wb.size >= 3 and np.all(np.isfinite(wb[:3])) and np.all(wb[:3] > 0):
+            return wb[:3] / wb[1]
+    return np.ones(3)
+
+
+def _cam_to_srgb(xyz_to_cam: np.ndarray) -> np.ndarray:
+    """The file's camera -> sRGB matrix; identity when the file carries none."""
+    m = cam_to_srgb_from_xyz(xyz_to_cam)
+    return np.eye(3) if m is None else m

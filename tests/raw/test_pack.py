@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isp.raw import BAYER_PATTERNS, RawFrame, frame_from_sensor
+from isp.raw.pack import PACKED_CHANNELS, pack, phase_crop, unpack
+
+
+def _colour_mosaic(cfa, h, w):
+    """Mosaic whose value encodes the colour at each pixel: R 1, Gr 2, Gb 3, B 4 (independent reference)."""
+    rows = []
+    for i in range(h):
+        row = []
+        for j in range(w):
+            c = cfa[2 * (i % 2) + (j % 2)]
+            if c == "G":
+                # the green sharing a row with red is Gr
+                red_row = cfa[2 * (i % 2)] == "R" or cfa[2 * (i % 2) + 1] == "R"
+                row.append(2.0 if red_row else 3.0)
+            else:
+                row.append({"R": 1.0, "B": 4.0}[c])
+        rows.append(row)
+    return np.array(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("cfa", BAYER_PATTERNS)
+@pytest.mark.parametrize("shape", [(6, 8), (7, 9), (6, 9), (7, 8)])
+def test_planes_are_r_gr_gb_b(cfa, shape):
+    planes, info = pack(_colour_mosaic(cfa, *shape), cfa)
+    assert PACKED_CHANNELS == ("R", "Gr", "Gb", "B")
+    for k in range(4):
+        assert np.all(planes[k] == k + 1), (cfa, k)
+    h, w = shape
+    top, left = phase_crop(cfa)
+    assert planes.shape == (4, (h - top) // 2, (w - left) // 2)
+    assert planes.flags.c_contiguous and planes.dtype == np.float32
+
+
+def test_packed_positions_match_pixel_unshuffle_order():
+    m = np.arange(6 * 8, dtype=np.float32).reshape(6, 8)
+    planes, _ = pack(m, "RGGB")
+    # channel k = (row parity, column parity) = divmod(k, 2), as pixel_unshuffle orders them
+    for k in range(4):
+        i, j = divmod(k, 2)
+        np.testing.assert_array_equal(planes[k], m[i::2, j::2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cfa=st.sampled_from(BAYER_PATTERNS),
+    h=st.integers(3, 13),
+    w=st.integers(3, 13),
+    seed=st.integers(0, 2**16),
+)
+def test_unpack_restores_exactly(cfa, h, w, seed):
+    m = np.random.default_rng(seed).standard_normal((h, w)).astype(np.float32)
+    planes, info = pack(m, cfa)
+    back = unpack(planes, info)
+    assert back.dtype == m.dtype
+    np.testing.assert_array_equal(back, m)
+    # edits to the planes land on the right pixels
+    back2 = unpack(planes + 1, info)
+    core = (slice(info.top, h - info.bottom), slice(info.left, w - info.right))
+    np.testing.assert_array_equal(back2[core], m[core] + 1)
+    outside = np.ones((h, w), bool)
+    outside[core] = False
+    np.testing.assert_array_equal(back2[outside], m[outside])
+
+
+def test_pack_frame_uses_its_cfa():
+    sensor = np.arange(7 * 9, dtype=np.uint16).reshape(7, 9) + 10
+    frame = frame_from_sensor(sensor, cfa="GBRG", black_level=10, white_level=1010)
+    assert isinstance(frame, RawFrame)
+    planes, info = pack(frame)
+    assert info.cfa == "GBRG" and (info.top, info.left) == (1, 0)
+    np.testing.assert_array_equal(planes[0], frame.mosaic[1::2, 0::2][:3, :4])
+    with pytest.raises(ValueError, match="frame's 'GBRG'"):
+        pack(frame, "RGGB")
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.zeros((4, 4)),), ValueError, "`cfa`"),
+        ((np.zeros((4, 4)), "RGBG"), ValueError, "`cfa`"),
+        ((np.zeros((4, 4, 1)), "RGGB"), ValueError, "2-d"),
+        (([[1.0]], "RGGB"), TypeError, "RawFrame or a numpy"),
+        ((np.zeros((2, 4)), "BGGR"), ValueError, "at least"),
+    ],
+)
+def test_pack_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        pack(*args)
+
+
+def test_unpack_bad_input():
+    planes, info = pack(np.zeros((6, 6), np.float32), "RGGB")
+    with pytest.raises(ValueError, match=r"shape \(4, 3, 3\)"):
+        unpack(planes[:, :2], info)
+    with pytest.raises(TypeError, match="PackInfo"):
+        unpack(planes, None)
