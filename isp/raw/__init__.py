@@ -9,9 +9,12 @@ from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_fr
 from .normalize import normalize
 from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
 from .read import read
+from .vectors import COL_CHANNELS, ROW_CHANNELS, noise_vectors
 
 __all__ = [
     "BAYER_PATTERNS",
+    "COL_CHANNELS",
+    "ROW_CHANNELS",
     "OpticalBlack",
     "PACKED_CHANNELS",
     "PackInfo",
@@ -21,6 +24,7 @@ __all__ = [
     "RawReadError",
     "UnsupportedRawError",
     "frame_from_sensor",
+    "noise_vectors",
     "normalize",
     "pack",
     "read",
