@@ -338,28 +338,43 @@ def write_output(
 # -- one frame through the network ------------------------------------------------------------------
 
 
-def frame_inputs(frame: RawFrame, *, vector_scale: float = 1.0, gain: float = 1.0) -> dict[str, torch.Tensor]:
-    """The network's inputs for a whole frame, as the data pipeline builds them for training.
+def frame_inputs(
+    frame: RawFrame, *, vector_scale: float | None = None, gain: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """The network's inputs for a whole frame, built as :class:`isp.data.RawPairDataset` builds them.
+
+    The image is the packed planes times ``gain``; channels 0-3 of the row/column noise vectors
+    (offsets and spreads) are multiplied by ``gain * vector_scale``, the validity channel 4 stays
+    0/1; the scalars are :func:`isp.data.scalars.scalars` of the frame's metadata and ``gain``.
 
     Args:
         frame: a decoded :class:`isp.raw.RawFrame`.
-        vector_scale: the factor the row/column noise vectors were scaled by in training.
+        vector_scale: the factor the noise vectors were scaled by in training (default:
+            ``isp.data.dataset.VECTOR_SCALE``).
         gain: digital amplification of the input (1 for ordinary photos).
 
     Returns:
-        ``image (1, 4, h, w)``, ``row (1, C2, h)``, ``col (1, C3, w)``, ``scalar (1, C4)`` float32
+        ``image (1, 4, h, w)``, ``row (1, 5, h)``, ``col (1, 5, w)``, ``scalar (1, 5)`` float32
         tensors, plus ``info``: the :class:`isp.raw.PackInfo` that :func:`isp.raw.unpack` needs.
     """
+    from isp.data.dataset import VECTOR_SCALE
     from isp.data.scalars import scalars
     from isp.raw import noise_vectors, pack
 
+    scale = np.float32(gain * (VECTOR_SCALE if vector_scale is None else vector_scale))
     planes, info = pack(frame)
     row, col = noise_vectors(frame)
-    vec = np.float32(vector_scale * gain)
+    row = np.array(row, dtype=np.float32)
+    col = np.array(col, dtype=np.float32)
+    row[:4] *= scale
+    col[:4] *= scale
+    planes = np.ascontiguousarray(planes, dtype=np.float32)
+    if gain != 1.0:
+        planes *= np.float32(gain)
     return {
-        "image": torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32) * np.float32(gain))[None],
-        "row": torch.from_numpy(np.ascontiguousarray(row, dtype=np.float32) * vec)[None],
-        "col": torch.from_numpy(np.ascontiguousarray(col, dtype=np.float32) * vec)[None],
+        "image": torch.from_numpy(planes)[None],
+        "row": torch.from_numpy(row)[None],
+        "col": torch.from_numpy(col)[None],
         "scalar": torch.from_numpy(scalars(frame.metadata, gain=gain))[None],
         "info": info,
     }
@@ -394,7 +409,8 @@ def denoise_frame(
     from isp.raw import unpack
 
     data = data or {}
-    inputs = frame_inputs(frame, vector_scale=float(data.get("vector_scale", 1.0)))
+    vector_scale = data.get("vector_scale")
+    inputs = frame_inputs(frame, vector_scale=None if vector_scale is None else float(vector_scale))
     with torch.inference_mode():
         planes = tiled_forward(
             net,

@@ -1,0 +1,196 @@
+"""predict.py end to end on generated DNGs: outputs, metadata, failures, no-clobber, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rawpy
+import tifffile
+import torch
+from PIL import Image
+from torch import nn
+
+import predict
+from isp.models import UNet
+from isp.predict_io import frame_inputs
+from isp.raw import read, unpack
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"class_path": "isp.models.UNet", "init_args": {"base_width": 4, "depth": 2}}
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    """A small random UNet (non-zero head so that it changes the image) as .pt + .json."""
+    torch.manual_seed(0)
+    net = UNet(**TINY["init_args"])
+    nn.init.normal_(net.head.weight, std=0.05)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    torch.save(net.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps({"model": TINY, "data": {"vector_scale": 64.0}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs(sample_root, tmp_path_factory):
+    """Copies of the sample set's noisy test/val files (inputs must never be written)."""
+    d = tmp_path_factory.mktemp("inputs")
+    for split in ("test", "val"):
+        for p in sorted((sample_root / split / "noisy").glob("*.dng")):
+            shutil.copy(p, d / p.name)
+    return d
+
+
+def _run(args, capfd=None):
+    code = predict.main([str(a) for a in args])
+    err = capfd.readouterr().err if capfd is not None else ""
+    return code, err
+
+
+def _reference_mosaic(ckpt, path):
+    """Untiled forward pass of the checkpoint's net on the frame, independent of the tiler."""
+    from isp.weights import load_model
+
+    loaded = load_model(ckpt)
+    frame = read(path)
+    x = frame_inputs(frame, vector_scale=64.0)
+    with torch.no_grad():
+        planes = loaded.net(x["image"], x["row"], x["col"], x["scalar"])[0].numpy()
+    return unpack(planes, x["info"])
+
+
+def test_dng_output_round_trips_with_metadata(tiny_ckpt, inputs, tmp_path, capfd):
+    src = sorted(inputs.glob("*.dng"))[0]
+    before = src.read_bytes()
+    code, err = _run([src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    out = tmp_path / (src.stem + ".dng")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary left
+    a, b = read(src), read(out)
+    assert src.read_bytes() == before
+    for key in ("cfa", "white_level", "active_area"):
+        assert getattr(b, key) == getattr(a, key), key
+    assert b.sensor.shape == a.sensor.shape
+    np.testing.assert_array_equal(b.black_level, a.black_level)
+    for key in ("iso", "exposure_time", "f_number", "focal_length", "make", "model", "timestamp"):
+        assert getattr(b.metadata, key) == pytest.approx(getattr(a.metadata, key), rel=1e-6), key
+    np.testing.assert_allclose(b.metadata.wb, a.metadata.wb, rtol=1e-5)
+    np.testing.assert_allclose(b.metadata.cam_to_srgb, a.metadata.cam_to_srgb, atol=1e-5)
+    top, left, bottom, right = a.active_area
+    mask = np.ones(a.sensor.shape, bool)
+    mask[top:bottom, left:right] = False
+    np.testing.assert_array_equal(b.sensor[mask], a.sensor[mask])  # masked margins kept
+    # the visible area is the network's output, quantised: compare with an untiled forward pass
+    expected = _reference_mosaic(tiny_ckpt, src)
+    assert np.abs(b.mosaic - expected).max() <= 0.51 / (a.white_level - a.black_level.max())
+    assert np.abs(b.mosaic - a.mosaic).max() > 1e-3  # and it did change the image
+    with rawpy.imread(str(out)) as raw:
+        np.testing.assert_array_equal(raw.raw_image, b.sensor)
+        assert raw.other.iso_speed == a.metadata.iso
+    if shutil.which("exiftool"):
+        cmd = ["exiftool", "-validate", "-warning", "-a", str(out)]
+        v = subprocess.run(cmd, capture_output=True, text=True)
+        assert v.stdout.split(":", 1)[1].strip() == "OK", v.stdout
+    if shutil.which("dcraw"):
+        r = subprocess.run(["dcraw", "-c", "-T", str(out)], capture_output=True)
+        assert r.returncode == 0 and len(r.stdout) > a.mosaic.size, r.stderr
+
+
+def test_corrupt_and_unsupported_files_are_skipped(tiny_ckpt, inputs, tmp_path, capfd):
+    folder = tmp_path / "in"
+    shutil.copytree(inputs, folder)
+    good = sorted(folder.glob("*.dng"))
+    (folder / "truncated.dng").write_bytes(good[0].read_bytes()[:3000])
+    (folder / "notes.nef").write_text("not a raw file")
+    out = tmp_path / "out"
+    code, err = _run([folder, tmp_path / "missing.arw", "--out-dir", out, "--ckpt", tiny_ckpt], capfd)
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in good)
+    flat = " ".join(err.split())
+    for name in ("truncated.dng", "notes.nef", "missing.arw"):
+        assert name in flat
+    assert "no such file" in flat and "Cannot read raw file" in flat
+
+
+def test_no_overwrite_without_flag_and_never_over_an_input(tiny_ckpt, inputs, tmp_path, capfd):
+    src = sorted(inputs.glob("*.dng"))[0]
+    args = [src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt]
+    assert _run(args, capfd)[0] == 0
+    out = tmp_path / (src.stem + ".dng")
+    out.write_bytes(b"keep me")
+    code, err = _run(args, capfd)
+    assert code == 1 and "--overwrite" in " ".join(err.split()) and out.read_bytes() == b"keep me"
+    assert _run([*args, "--overwrite"], capfd)[0] == 0 and read(out).sensor.shape == read(src).sensor.shape
+    # writing next to the inputs with the same name: refused even with --overwrite
+    local = tmp_path / "local"
+    local.mkdir()
+    shutil.copy(src, local / src.name)
+    before = (local / src.name).read_bytes()
+    code, err = _run([local / src.name, "--out-dir", local, "--ckpt", tiny_ckpt, "--overwrite"], capfd)
+    assert code == 1 and "input" in err and (local / src.name).read_bytes() == before
+
+
+@pytest.mark.parametrize("fmt", ["tiff", "png"])
+def test_srgb_outputs_are_libraw_renderings_of_the_denoised_dng(fmt, tiny_ckpt, inputs, tmp_path, capfd):
+    src = sorted(inputs.glob("*.dng"))[1]
+    assert _run([src, "--out-dir", tmp_path / "dng", "--ckpt", tiny_ckpt], capfd)[0] == 0
+    assert _run([src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt, "--format", fmt], capfd)[0] == 0
+    out = tmp_path / f"{src.stem}.{fmt}"
+    img = tifffile.imread(out) if fmt == "tiff" else np.asarray(Image.open(out))
+    with rawpy.imread(str(tmp_path / "dng" / f"{src.stem}.dng")) as raw:  # independent: LibRaw on our DNG
+        ref = raw.postprocess(use_camera_wb=True, output_bps=16 if fmt == "tiff" else 8)
+    assert img.dtype == (np.uint16 if fmt == "tiff" else np.uint8) and img.shape == ref.shape
+    assert img.shape[:2] == read(src).mosaic.shape
+    np.testing.assert_array_equal(img, ref)
+
+
+def _child(args, *, limit):
+    def limit_size():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, args)], capture_output=True,
+                          text=True, env=env, preexec_fn=limit_size, cwd=ROOT, timeout=120)
+
+
+def test_interrupted_write_leaves_no_final_file(tiny_ckpt, inputs, tmp_path):
+    # RLIMIT_FSIZE makes the kernel cut the child's writes short (Python ignores SIGXFSZ, so the
+    # write fails instead of killing the process): a real failure in the middle of the writer
+    src = sorted(inputs.glob("*.dng"))[0]
+    args = ["--ckpt", tiny_ckpt]
+    for name, limit, reason in (("half", src.stat().st_size // 2, "written"), ("none", 0, "File too large")):
+        run = _child([src, "--out-dir", tmp_path / name, *args], limit=limit)
+        assert run.returncode == 1 and src.name in run.stderr and reason in run.stderr, run.stderr
+        assert list((tmp_path / name).iterdir()) == []  # no final file and no temporary
+
+
+def test_keyboard_interrupt_during_denoising_leaves_nothing(tiny_ckpt, inputs, tmp_path, monkeypatch):
+    import isp.predict_io
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    real = isp.predict_io.denoise_frame
+    monkeypatch.setattr(predict, "denoise_frame", lambda *a, **k: real(*a, **{**k, "progress": interrupt}))
+    src = sorted(inputs.glob("*.dng"))[0]
+    with pytest.raises(KeyboardInterrupt):
+        predict.main([str(src), "--out-dir", str(tmp_path / "out"), "--ckpt", str(tiny_ckpt)])
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_bad_checkpoint_exits_2_naming_it(inputs, tmp_path, capfd):
+    bad = tmp_path / "other.pt"
+    torch.save(nn.Conv2d(4, 4, 3).state_dict(), bad)
+    bad.with_suffix(".json").write_text(json.dumps({"model": TINY}))
+    code, err = _run([inputs, "--out-dir", tmp_path / "out", "--ckpt", bad], capfd)
+    assert code == 2 and "other.pt" in err and "do not fit" in " ".join(err.split())
+    assert not (tmp_path / "out").exists()
