@@ -1,0 +1,35 @@
+"""Shared fixtures for the whole test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+#: Arguments of the session's sample set (small: about a second to write on two CPU cores).
+SAMPLE_ARGS = {"n_train": 4, "n_val": 2, "n_test": 2, "size": (64, 96), "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small sample dataset written once per test session by ``isp.data.synth.generate``.
+
+    Treat it as read-only (other tests share it). Layout (``SAMPLE_ARGS``: 4 train, 2 val,
+    2 test pairs, visible mosaic 64x96, seed 0)::
+
+        ROOT/pairs.csv                     header ``noisy,clean,split``; paths relative to ROOT,
+                                           e.g. ``train/noisy/train0000.dng``
+        ROOT/synth.json                    generator arguments
+        ROOT/{train,val,test}/clean/*.dng  ISO 100, noise-free scene (rounded to DN)
+        ROOT/{train,val,test}/noisy/*.dng  same scene and DN brightness at ISO 100..25600
+
+    Each DNG: uint16 sensor 72x112 = 8 masked rows on top + 16 masked columns at the left +
+    the 64x96 active area; 14-bit-class levels from three virtual cameras (black 512 / white
+    16383; black 400 / white 15520; per-position blacks 2046..2051 / white 15000); the CFA
+    cycles RGGB, BGGR, GRBG, GBRG with the file index; EXIF ISO, exposure (noisy:
+    ``t_clean * 100 / ISO``), f-number, focal length, date; as-shot WB and a colour matrix.
+    The noisy files' masked pixels carry the same per-row banding noise as their visible rows.
+    """
+    from isp.data.synth import generate
+
+    return generate(tmp_path_factory.mktemp("sample_data") / "sample", **SAMPLE_ARGS)
