@@ -1,0 +1,287 @@
+"""The LightningModule: loss, optimiser/scheduler from the CLI, PSNR/SSIM per stage, previews.
+
+Batches follow docs/CONTRACTS.md: ``image, target (N, 4, h, w)``, ``row (N, C2, h)``,
+``col (N, C3, w)``, ``scalar (N, C4)``, ``wb (N, 3)``, ``cam_to_srgb (N, 3, 3)``, ``iso (N,)``,
+``path`` (list of str). Metrics are computed in two domains, both on [0, 1]:
+
+- raw: the packed planes, clipped to [0, 1];
+- sRGB: after :func:`isp.render.raw_to_srgb` with each file's white balance and colour matrix.
+
+Logged names (``<stage>`` is ``train``, ``val`` or ``test``): ``<stage>/loss``,
+``<stage>/raw_psnr``, ``<stage>/raw_ssim``, ``<stage>/srgb_psnr``, ``<stage>/srgb_ssim`` and, for
+reference, the noisy input's ``<stage>/input_raw_psnr`` and ``<stage>/input_srgb_psnr`` (train logs
+only loss and raw PSNR). The test stage adds ``test/<bucket>/{raw_psnr,srgb_psnr,input_raw_psnr,
+count}`` per ISO bucket (see :func:`isp.lit.metrics.iso_bucket_names`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from isp.lit.metrics import image_metrics, iso_bucket_index, iso_bucket_names, psnr_metric
+from isp.lit.previews import side_by_side
+from isp.render import raw_to_srgb
+
+__all__ = ["LOSSES", "DenoiseModule", "denoise_loss"]
+
+LOSSES = ("l1", "l2", "charbonnier")
+
+
+def denoise_loss(pred: Tensor, target: Tensor, kind: str = "l1", eps: float = 1e-3) -> Tensor:
+    """Mean reconstruction loss between two same-shaped tensors.
+
+    Args:
+        pred: ``(N, C, H, W)`` prediction.
+        target: ``(N, C, H, W)`` ground truth.
+        kind: ``"l1"``, ``"l2"`` (mean squared error) or ``"charbonnier"``
+            (``sqrt(d**2 + eps**2)``, a smooth L1).
+        eps: the Charbonnier constant.
+
+    Example:
+        >>> denoise_loss(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5), "l2")
+        tensor(0.2500)
+    """
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    if kind == "l2":
+        return F.mse_loss(pred, target)
+    if kind == "charbonnier":
+        return torch.sqrt((pred - target).square() + eps * eps).mean()
+    raise ValueError(f"Expected `loss` to be one of {LOSSES}. Got {kind!r}.")
+
+
+def _image_psnr(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-image PSNR ``(N,)`` of [0, 1] images ``(N, C, H, W)``."""
+    return peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3), reduction="none")
+
+
+class DenoiseModule(L.LightningModule):
+    """Trains and evaluates a raw denoiser ``net(image, row, col, scalar) -> image``.
+
+    Args:
+        net: the network, e.g. :class:`isp.models.UNet` (in a config: a ``class_path``).
+        loss: ``"l1"`` (default), ``"l2"`` or ``"charbonnier"``, on the unclipped packed planes.
+        optimizer: a callable ``params -> Optimizer`` (the CLI takes ``class_path``/``init_args``).
+        scheduler: a callable ``optimizer -> LRScheduler``, or ``None`` for a constant rate.
+        scheduler_interval: step the scheduler every ``"epoch"`` or every ``"step"``.
+        monitor: the metric a ``ReduceLROnPlateau`` scheduler watches.
+        iso_buckets: increasing upper ISO edges of the test-time breakdown.
+        num_previews: images of the first validation batch logged to TensorBoard each epoch as
+            noisy | denoised | clean sRGB (0: none).
+        preview_max_height: previews taller than this are shrunk.
+        srgb_metrics: also compute PSNR/SSIM after rendering to sRGB.
+
+    Example:
+        >>> from isp.models import UNet
+        >>> module = DenoiseModule(UNet(base_width=4, depth=2, conditioning="film"))
+        >>> module(torch.rand(1, 4, 8, 8), torch.rand(1, 5, 8), torch.rand(1, 5, 8), torch.rand(1, 5)).shape
+        torch.Size([1, 4, 8, 8])
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: str = "l1",
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        scheduler: LRSchedulerCallable | None = None,
+        scheduler_interval: str = "epoch",
+        monitor: str = "val/raw_psnr",
+        iso_buckets: Sequence[float] = (400.0, 1600.0, 6400.0),
+        num_previews: int = 3,
+        preview_max_height: int = 256,
+        srgb_metrics: bool = True,
+    ) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"Expected `net` to be a torch.nn.Module. Got {type(net).__name__}.")
+        if loss not in LOSSES:
+            raise ValueError(f"Expected `loss` to be one of {LOSSES}. Got {loss!r}.")
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(
+                f"Expected `scheduler_interval` to be 'epoch' or 'step'. Got {scheduler_interval!r}."
+            )
+        if num_previews < 0:
+            raise ValueError(f"Expected `num_previews` >= 0. Got {num_previews}.")
+        with warnings.catch_warnings():  # outside the CLI `net` is a module: it lives in the state dict
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
+        if isinstance(self.hparams.get("net"), nn.Module):
+            del self.hparams["net"]
+            self._hparams_initial.pop("net", None)
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.monitor = monitor
+        self.iso_bucket_names = iso_bucket_names(iso_buckets)
+        self.iso_buckets = [float(e) for e in iso_buckets]
+        self.num_previews = num_previews
+        self.preview_max_height = preview_max_height
+        self.srgb_metrics = srgb_metrics
+
+        metrics = {"train_raw": MetricCollection({"psnr": psnr_metric()}).clone(prefix="train/raw_")}
+        for stage in ("val", "test"):
+            metrics[f"{stage}_raw"] = image_metrics().clone(prefix=f"{stage}/raw_")
+            metrics[f"{stage}_input_raw"] = MetricCollection({"psnr": psnr_metric()}).clone(
+                prefix=f"{stage}/input_raw_"
+            )
+            if srgb_metrics:
+                metrics[f"{stage}_srgb"] = image_metrics().clone(prefix=f"{stage}/srgb_")
+                metrics[f"{stage}_input_srgb"] = MetricCollection({"psnr": psnr_metric()}).clone(
+                    prefix=f"{stage}/input_srgb_"
+                )
+        self.metrics = nn.ModuleDict(metrics)
+        # per-image PSNRs averaged by MeanMetric: tensor states, so empty buckets sync under DDP
+        bucket = {"raw_psnr": MeanMetric(), "input_raw_psnr": MeanMetric(), "count": SumMetric()}
+        if srgb_metrics:
+            bucket["srgb_psnr"] = MeanMetric()
+        self.bucket_metrics = nn.ModuleList(
+            MetricCollection(bucket, compute_groups=False).clone() for _ in self.iso_bucket_names
+        )
+
+    def forward(
+        self,
+        image: Tensor,
+        row: Tensor | None = None,
+        col: Tensor | None = None,
+        scalar: Tensor | None = None,
+    ) -> Tensor:
+        """Run the network: ``(N, 4, h, w), (N, C2, h), (N, C3, w), (N, C4) -> (N, 4, h, w)``."""
+        return self.net(image, row, col, scalar)
+
+    def denoise(self, batch: dict) -> Tensor:
+        """Denoise a contract batch: the unclipped planes ``(N, 4, h, w)``."""
+        return self(batch["image"], batch.get("row"), batch.get("col"), batch.get("scalar"))
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """Loss on one batch; logs ``train/loss`` and ``train/raw_psnr``."""
+        pred = self.denoise(batch)
+        target = batch["target"]
+        loss = denoise_loss(pred, target, self.loss)
+        n = target.shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        train_raw = self.metrics["train_raw"]
+        train_raw.update(pred.detach().clamp(0, 1), target.clamp(0, 1))
+        self.log_dict(train_raw, on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluate(self, batch: dict, stage: str) -> dict[str, Tensor]:
+        pred = self.denoise(batch)
+        target, noisy = batch["target"], batch["image"]
+        n = target.shape[0]
+        self.log(f"{stage}/loss", denoise_loss(pred, target, self.loss), batch_size=n, sync_dist=True)
+        clipped = {"pred": pred.clamp(0, 1), "target": target.clamp(0, 1), "noisy": noisy.clamp(0, 1)}
+        self.metrics[f"{stage}_raw"].update(clipped["pred"], clipped["target"])
+        self.metrics[f"{stage}_input_raw"].update(clipped["noisy"], clipped["target"])
+        self.log_dict(self.metrics[f"{stage}_raw"], prog_bar=stage == "val")
+        self.log_dict(self.metrics[f"{stage}_input_raw"])
+        rendered = {}
+        if self.srgb_metrics:
+            rendered = self._render(batch, pred)
+            self.metrics[f"{stage}_srgb"].update(rendered["pred"], rendered["target"])
+            self.metrics[f"{stage}_input_srgb"].update(rendered["noisy"], rendered["target"])
+            self.log_dict(self.metrics[f"{stage}_srgb"])
+            self.log_dict(self.metrics[f"{stage}_input_srgb"])
+        return {"pred": pred, "clipped": clipped, "rendered": rendered}
+
+    def _render(self, batch: dict, pred: Tensor) -> dict[str, Tensor]:
+        wb, cam = batch["wb"], batch["cam_to_srgb"]
+        return {
+            "pred": raw_to_srgb(pred, wb, cam),
+            "target": raw_to_srgb(batch["target"], wb, cam),
+            "noisy": raw_to_srgb(batch["image"], wb, cam),
+        }
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Raw and sRGB metrics; previews of the first batch each epoch."""
+        out = self._evaluate(batch, "val")
+        if batch_idx == 0 and self.num_previews and not self.trainer.sanity_checking:
+            self._log_previews(batch, out)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """Raw and sRGB metrics, and their breakdown by ISO bucket."""
+        out = self._evaluate(batch, "test")
+        iso = batch.get("iso")
+        if iso is None:
+            iso = torch.zeros(out["pred"].shape[0], device=self.device)
+        index = iso_bucket_index(iso, self.iso_buckets)
+        clipped, rendered = out["clipped"], out["rendered"]
+        psnr = {
+            "raw_psnr": _image_psnr(clipped["pred"], clipped["target"]),
+            "input_raw_psnr": _image_psnr(clipped["noisy"], clipped["target"]),
+        }
+        if self.srgb_metrics:
+            psnr["srgb_psnr"] = _image_psnr(rendered["pred"], rendered["target"])
+        for b, collection in enumerate(self.bucket_metrics):
+            mask = index == b
+            if not mask.any():
+                continue
+            collection["count"].update(mask.sum().float())
+            for key, values in psnr.items():
+                collection[key].update(values[mask])
+
+    def on_test_epoch_end(self) -> None:
+        """Log each ISO bucket that saw images (synchronised across processes first)."""
+        for name, collection in zip(self.iso_bucket_names, self.bucket_metrics, strict=True):
+            with warnings.catch_warnings():  # empty buckets warn that compute precedes update
+                warnings.filterwarnings("ignore", message=".*compute.*before.*update.*")
+                values = {key: metric.compute() for key, metric in collection.items()}
+            if values["count"] > 0:  # the same decision on every process: the count is synced
+                for key, value in values.items():
+                    self.log(f"test/{name}/{key}", value)
+            collection.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Denoise one batch for ``trainer.predict``.
+
+        Returns:
+            The denoised packed planes ``(N, 4, h, w)`` (R, Gr, Gb, B), unclipped, in the input's
+            units (the batch's ``image`` already carries any digital gain). A prediction writer
+            receives the batch too (``path``, ``wb``, ``cam_to_srgb``, ...) in
+            ``write_on_batch_end``; ``target`` is not needed.
+        """
+        return self.denoise(batch)
+
+    # -- previews ----------------------------------------------------------------------------------
+
+    def _log_previews(self, batch: dict, out: dict) -> None:
+        loggers = [lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers or not self.trainer.is_global_zero:
+            return
+        k = min(self.num_previews, out["pred"].shape[0])
+        with torch.no_grad():
+            sub = {key: batch[key][:k] for key in ("image", "target", "wb", "cam_to_srgb")}
+            rendered = self._render(sub, out["pred"][:k].detach())
+        for i in range(k):
+            strip = side_by_side(
+                rendered["noisy"][i], rendered["pred"][i], rendered["target"][i],
+                max_height=self.preview_max_height,
+            )
+            for logger in loggers:
+                logger.experiment.add_image(f"val/preview_{i}", strip.float().cpu(), self.global_step)
+
+    # -- optimisation ------------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        """The optimizer (and scheduler) from the callables given at construction."""
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        config = {"scheduler": scheduler, "interval": self.scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}

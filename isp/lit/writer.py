@@ -1,0 +1,116 @@
+"""A Lightning prediction writer: ``train.py predict`` writes what ``predict.py`` writes.
+
+:class:`RawPredictionWriter` receives the denoised packed planes of each predict batch
+(:meth:`isp.lit.DenoiseModule.predict_step`) with the batch itself, re-reads each input file
+named in ``batch["path"]`` for its sensor frame and metadata, undoes the batch's digital gain
+(``scalar`` channel 2 holds ``log2(gain)``), and writes ``out_dir/<stem>.<ext>`` through
+:func:`isp.predict_io.write_output`: a DNG in the input's full sensor frame with its metadata,
+or a 16-bit TIFF / 8-bit PNG rendering, atomically and never over an existing file unless
+``overwrite``. Predictions must be whole frames (``data.eval_crop_size: null``).
+
+In a config::
+
+    trainer:
+      callbacks:
+        - class_path: isp.lit.writer.RawPredictionWriter
+          init_args: {out_dir: outputs/denoised, format: dng}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from isp.predict_io import FORMATS, output_path, write_output
+
+__all__ = ["RawPredictionWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class RawPredictionWriter(BasePredictionWriter):
+    """Write each predicted frame as a denoised DNG (or sRGB TIFF/PNG) beside the others.
+
+    Args:
+        out_dir: output folder (created).
+        format: ``"dng"`` (default), ``"tiff"`` (16-bit sRGB) or ``"png"`` (8-bit sRGB).
+        overwrite: replace existing outputs (inputs are never replaced).
+        strict: raise on the first file that cannot be written; otherwise log it, go on, and
+            list it in :attr:`failures`.
+
+    Attributes:
+        written: paths written so far.
+        failures: ``(input path, reason)`` of the files that could not be written.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike = "outputs/predict",
+        format: Literal["dng", "tiff", "png"] = "dng",  # noqa: A002 - the CLI option's name
+        overwrite: bool = False,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(write_interval="batch")
+        if format not in FORMATS:
+            raise ValueError(f"Expected `format` to be one of {sorted(FORMATS)}. Got {format!r}.")
+        self.out_dir = Path(out_dir)
+        self.format = format
+        self.overwrite = overwrite
+        self.strict = strict
+        self.written: list[Path] = []
+        self.failures: list[tuple[str, str]] = []
+
+    def write_on_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: Any,
+        batch_indices: Any,
+        batch: dict,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Write every frame of the batch."""
+        if not isinstance(prediction, torch.Tensor) or prediction.ndim != 4 or prediction.shape[1] != 4:
+            raise ValueError(
+                "Expected the prediction to be packed planes (N, 4, h, w). "
+                f"Got {getattr(prediction, 'shape', prediction)!r}."
+            )
+        paths = batch.get("path") if isinstance(batch, dict) else None
+        if paths is None or len(paths) != prediction.shape[0]:
+            raise ValueError("Expected the predict batch to carry `path` (one input file per prediction).")
+        scalar = batch.get("scalar")
+        gains = torch.ones(prediction.shape[0]) if scalar is None else torch.exp2(scalar[:, 2].float().cpu())
+        planes = (prediction.detach().float().cpu() / gains[:, None, None, None]).numpy()
+        for path, item in zip(paths, planes, strict=True):
+            try:
+                self._write(path, item)
+            except (ValueError, OSError) as err:
+                if self.strict:
+                    raise
+                self.failures.append((path, str(err)))
+                log.warning("not written: %s: %s", path, err)
+
+    def _write(self, path: str, planes: np.ndarray) -> None:
+        from isp.raw import pack, read, unpack
+
+        frame = read(path)
+        packed, info = pack(frame)
+        if planes.shape != packed.shape:
+            raise ValueError(
+                f"Expected a whole-frame prediction {packed.shape} for {path!r} "
+                f"(set data.eval_crop_size: null). Got {planes.shape}."
+            )
+        del packed
+        mosaic = unpack(planes, info)
+        final = output_path(path, self.out_dir, self.format)
+        self.written.append(
+            write_output(final, frame, mosaic, self.format, overwrite=self.overwrite, protected=[path])
+        )

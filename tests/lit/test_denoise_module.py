@@ -1,0 +1,199 @@
+"""isp.lit.DenoiseModule with a real Trainer: metrics against numpy, ISO buckets, previews,
+predict_step, optimisers, a short training run."""
+
+import copy
+import glob
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning import Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, Dataset
+
+from isp.lit import DenoiseModule, denoise_loss, iso_bucket_index, iso_bucket_names, side_by_side
+from isp.models import UNet
+from isp.render import raw_to_srgb
+
+ISOS = [100.0, 800.0, 1600.0, 3200.0, 25600.0, 0.0, 400.0, 12800.0]
+
+
+class TinyPairs(Dataset):
+    """Contract-shaped pairs: smooth clean planes, Gaussian noise growing with ISO."""
+
+    def __init__(self, n=8, size=24, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n):
+            low = torch.rand(1, 4, size // 4, size // 4, generator=g) * 0.6 + 0.1
+            clean = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[0]
+            iso = ISOS[i % len(ISOS)]
+            sigma = 0.05 + 0.1 * np.log2(max(iso, 100) / 100) / 8
+            noisy = clean + sigma * torch.randn(clean.shape, generator=g)
+            self.items.append({
+                "image": noisy.float(), "target": clean.float(),
+                "row": torch.randn(5, size, generator=g) * 0.1,
+                "col": torch.randn(5, size, generator=g) * 0.1,
+                "scalar": torch.tensor([np.log2(max(iso, 100) / 100), -5, 0, float(iso > 0), 1]).float(),
+                "wb": torch.tensor([2.0, 1.0, 1.5]),
+                "cam_to_srgb": torch.tensor([[1.6, -0.4, -0.2], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]]),
+                "iso": torch.tensor(iso), "path": f"img{i}.dng",
+            })
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+def _psnr(a, b):
+    mse = ((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2).reshape(len(a), -1).mean(1)
+    return 10 * np.log10(1 / mse)
+
+
+def _trainer(tmp_path, **kw):
+    args = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+            "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": tmp_path}
+    args.update(kw)
+    return Trainer(**args)
+
+
+def _stack(ds, keys=("image", "target", "wb", "cam_to_srgb", "iso")):
+    return {k: torch.stack([it[k] for it in ds.items]) for k in keys}
+
+
+def test_validation_metrics_match_numpy(tmp_path):
+    ds = TinyPairs(n=6)
+    module = DenoiseModule(UNet(base_width=4, depth=2, conditioning="film"))  # identity at init
+    (res,) = _trainer(tmp_path).validate(module, DataLoader(ds, batch_size=4))
+    b = _stack(ds)
+    noisy, clean = b["image"].numpy(), b["target"].numpy()
+    ref = _psnr(noisy, clean).mean()  # mean over images, not pooled (batches 4 + 2)
+    pooled = 10 * np.log10(1 / ((np.clip(noisy, 0, 1) - np.clip(clean, 0, 1)) ** 2).mean())
+    assert abs(ref - pooled) > 0.01  # the two definitions differ on this data
+    assert res["val/raw_psnr"] == pytest.approx(ref, abs=1e-3)
+    assert res["val/input_raw_psnr"] == pytest.approx(ref, abs=1e-3)
+    srgb = [raw_to_srgb(b[k], b["wb"], b["cam_to_srgb"]).numpy() for k in ("image", "target")]
+    assert res["val/srgb_psnr"] == pytest.approx(_psnr(*srgb).mean(), abs=1e-3)
+    assert res["val/input_srgb_psnr"] == pytest.approx(res["val/srgb_psnr"], abs=1e-4)
+    assert 0 < res["val/raw_ssim"] < 1 and 0 < res["val/srgb_ssim"] < 1
+    assert res["val/loss"] == pytest.approx(np.abs(noisy - clean).mean(), rel=1e-4)
+
+
+def test_iso_buckets_at_test_time(tmp_path):
+    ds = TinyPairs(n=8)
+    module = DenoiseModule(UNet(base_width=4, depth=2, conditioning="none"), iso_buckets=[400, 1600, 6400])
+    (res,) = _trainer(tmp_path).test(module, DataLoader(ds, batch_size=3))
+    b = _stack(ds)
+    psnr = _psnr(b["image"].numpy(), b["target"].numpy())
+    iso = b["iso"].numpy()
+    groups = {"iso_le400": (iso > 0) & (iso <= 400), "iso_le1600": (iso > 400) & (iso <= 1600),
+              "iso_le6400": (iso > 1600) & (iso <= 6400), "iso_gt6400": iso > 6400, "iso_unknown": iso == 0}
+    for name, mask in groups.items():
+        assert res[f"test/{name}/count"] == mask.sum()
+        assert res[f"test/{name}/raw_psnr"] == pytest.approx(psnr[mask].mean(), abs=1e-3)
+        assert res[f"test/{name}/input_raw_psnr"] == pytest.approx(psnr[mask].mean(), abs=1e-3)
+    assert res["test/raw_psnr"] == pytest.approx(psnr.mean(), abs=1e-3)
+    # a bucket without images is not logged
+    (res,) = _trainer(tmp_path).test(module, DataLoader(torch.utils.data.Subset(ds, [0, 6]), batch_size=2))
+    assert "test/iso_le400/raw_psnr" in res and not any(k.startswith("test/iso_gt6400") for k in res)
+
+
+def test_iso_bucket_helpers():
+    assert iso_bucket_names([400, 1600]) == ["iso_le400", "iso_le1600", "iso_gt1600", "iso_unknown"]
+    idx = iso_bucket_index(torch.tensor([50.0, 400, 401, 1600, 1601, 0]), [400, 1600])
+    assert idx.tolist() == [0, 0, 1, 1, 2, 3]
+    with pytest.raises(ValueError, match="iso_buckets"):
+        iso_bucket_names([1600, 400])
+
+
+def test_short_training_run_improves_and_logs_previews(tmp_path):
+    torch.manual_seed(0)
+    train, val = TinyPairs(n=16, size=16, seed=1), TinyPairs(n=4, size=16, seed=2)
+    module = DenoiseModule(
+        UNet(base_width=8, depth=2, conditioning="film"),
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), num_previews=2,
+    )
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer = _trainer(tmp_path, max_epochs=40, logger=logger, log_every_n_steps=1,
+                       check_val_every_n_epoch=20)
+    before = _trainer(tmp_path).validate(copy.deepcopy(module), DataLoader(val, batch_size=4))[0]
+    trainer.fit(module, DataLoader(train, batch_size=8, shuffle=True), DataLoader(val, batch_size=4))
+    after = trainer.callback_metrics
+    assert float(after["val/raw_psnr"]) > before["val/raw_psnr"] + 1.0
+    assert float(after["val/loss"]) < before["val/loss"]
+    assert float(after["val/input_raw_psnr"]) == pytest.approx(before["val/input_raw_psnr"], abs=1e-4)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = glob.glob(str(tmp_path / "tb" / "version_*" / "events.out.tfevents.*"))
+    acc = EventAccumulator(events, size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    assert {"val/preview_0", "val/preview_1"} <= set(acc.Tags()["images"])
+    assert "val/preview_2" not in acc.Tags()["images"]
+    losses = [e.value for e in acc.Scalars("train/loss_step")]
+    assert np.mean(losses[-8:]) < 0.9 * np.mean(losses[:8])
+    assert len(acc.Images("val/preview_0")) == 2  # one per validation epoch, none at sanity check
+    # the last preview is noisy | denoised | clean sRGB, RGB (not RGBA), 3 panels + 2 gaps wide
+    import io
+
+    from PIL import Image
+
+    last = acc.Images("val/preview_0")[-1]
+    img = np.asarray(Image.open(io.BytesIO(last.encoded_image_string)))
+    assert img.shape == (32, 3 * 32 + 2 * 4, 3)
+    b = _stack(val)
+    module.eval()
+    with torch.no_grad():
+        pred = module.denoise(_stack(val, ("image", "row", "col", "scalar")))
+    strip = side_by_side(*(raw_to_srgb(t[:1], b["wb"][:1], b["cam_to_srgb"][:1])[0]
+                           for t in (b["image"], pred, b["target"])))
+    np.testing.assert_allclose(img / 255.0, strip.permute(1, 2, 0).numpy(), atol=2 / 255)
+
+
+def test_predict_step_returns_denoised_planes(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=1, conditioning="film")
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    module = DenoiseModule(net)
+    ds = TinyPairs(n=3)
+    out = _trainer(tmp_path).predict(module, DataLoader(ds, batch_size=2))
+    assert [o.shape for o in out] == [(2, 4, 24, 24), (1, 4, 24, 24)]
+    b = _stack(ds, ("image", "row", "col", "scalar"))
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat(out), net(b["image"], b["row"], b["col"], b["scalar"]))
+
+
+def test_optimizer_and_scheduler_from_callables():
+    module = DenoiseModule(
+        UNet(base_width=2, depth=1, conditioning="none"),
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.5),
+        scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.1),
+        scheduler_interval="step",
+    )
+    cfg = module.configure_optimizers()
+    assert isinstance(cfg["optimizer"], torch.optim.SGD) and cfg["optimizer"].defaults["lr"] == 0.5
+    assert cfg["lr_scheduler"]["interval"] == "step"
+    plateau = DenoiseModule(
+        UNet(base_width=2, depth=1, conditioning="none"),
+        scheduler=lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode="max"),
+    ).configure_optimizers()
+    assert plateau["lr_scheduler"]["monitor"] == "val/raw_psnr"
+    assert "net" not in module.hparams and module.hparams["loss"] == "l1"
+
+
+def test_losses_and_bad_arguments():
+    a, b = torch.zeros(1, 1, 2, 2), torch.tensor([0.0, 0.1, -0.3, 0.6]).view(1, 1, 2, 2)
+    assert denoise_loss(a, b, "l1").item() == pytest.approx(0.25)
+    assert denoise_loss(a, b, "l2").item() == pytest.approx((0.01 + 0.09 + 0.36) / 4)
+    expected = np.mean(np.sqrt(np.array([0.0, 0.1, -0.3, 0.6]) ** 2 + 1e-6))
+    assert denoise_loss(a, b, "charbonnier").item() == pytest.approx(expected, rel=1e-5)
+    net = UNet(base_width=2, depth=1, conditioning="none")
+    with pytest.raises(ValueError, match="loss"):
+        DenoiseModule(net, loss="huber")
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        DenoiseModule(net, scheduler_interval="batch")
+    with pytest.raises(TypeError, match="net"):
+        DenoiseModule("unet")
