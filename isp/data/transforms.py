@@ -67,19 +67,20 @@ def _check_vectors(name: str, vec: np.ndarray, length: int, axis: str) -> None:
 
 
 def crop_and_flip(
-    planes: np.ndarray, row: np.ndarray, col: np.ndarray, params: CropParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    planes: np.ndarray, row: np.ndarray | None, col: np.ndarray | None, params: CropParams
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Cut, mirror and transpose packed planes and their noise vectors, keeping the CFA phase.
 
     Args:
         planes: ``(4, H, W)`` packed R, Gr, Gb, B planes (any numpy array, memory maps too).
-        row: ``(5, H)`` row noise vectors aligned with the packed rows.
-        col: ``(5, W)`` column noise vectors aligned with the packed columns.
+        row: ``(5, H)`` row noise vectors aligned with the packed rows, or ``None``.
+        col: ``(5, W)`` column noise vectors aligned with the packed columns, or ``None``.
         params: the crop; the rows ``top .. top + height + vflip`` and columns
             ``left .. left + width + hflip`` must lie inside the planes.
 
     Returns:
-        ``planes (4, h, w)``, ``row (5, h)``, ``col (5, w)`` as new contiguous arrays, with
+        ``planes (4, h, w)``, ``row (5, h)``, ``col (5, w)`` as new contiguous arrays (``None``
+        for a vector given as ``None``), with
         ``(h, w) = (height, width)``, or ``(width, height)`` when transposed. Unpacked, the
         planes are exactly the RGGB mosaic obtained by flipping the mosaic and moving the crop
         one pixel to restore the phase.
@@ -97,8 +98,10 @@ def crop_and_flip(
         got = tuple(planes.shape) if isinstance(planes, np.ndarray) else type(planes).__name__
         raise ValueError(f"Expected `planes` of shape (4, H, W) (R, Gr, Gb, B). Got {got}.")
     big_h, big_w = planes.shape[1:]
-    _check_vectors("row", row, big_h, "height")
-    _check_vectors("col", col, big_w, "width")
+    if row is not None:
+        _check_vectors("row", row, big_h, "height")
+    if col is not None:
+        _check_vectors("col", col, big_w, "width")
     p = params
     if p.height < 1 or p.width < 1:
         raise ValueError(f"Expected a crop of at least 1x1 packed pixels. Got {p.height}x{p.width}.")
@@ -120,33 +123,42 @@ def crop_and_flip(
     out[_GR] = planes[_GR, re, co]
     out[_GB] = planes[_GB, ro, ce]
     out[_B] = planes[_B, ro, co]
-    r = np.empty((5, p.height), dtype=row.dtype)
-    r[0:2] = row[0:2, re]
-    r[2:4] = row[2:4, ro]
-    r[4] = row[4, re] * row[4, ro]
-    c = np.empty((5, p.width), dtype=col.dtype)
-    c[0:2] = col[0:2, ce]
-    c[2:4] = col[2:4, co]
-    c[4] = col[4, ce] * col[4, co]
+    r = None if row is None else _cut_vector(row, re, ro)
+    c = None if col is None else _cut_vector(col, ce, co)
 
     if p.hflip:
-        out, c = out[:, :, ::-1], c[:, ::-1]
+        out, c = out[:, :, ::-1], None if c is None else c[:, ::-1]
     if p.vflip:
-        out, r = out[:, ::-1, :], r[:, ::-1]
+        out, r = out[:, ::-1, :], None if r is None else r[:, ::-1]
     if p.transpose:
         out = out.transpose(0, 2, 1)[[_R, _GB, _GR, _B]]
         r, c = c, r
-    return np.ascontiguousarray(out), np.ascontiguousarray(r), np.ascontiguousarray(c)
+    contiguous = [None if a is None else np.ascontiguousarray(a) for a in (r, c)]
+    return np.ascontiguousarray(out), contiguous[0], contiguous[1]
+
+
+def _cut_vector(vec: np.ndarray, even: slice, odd: slice) -> np.ndarray:
+    """Channels 0-1 (even mosaic line) from ``even``, 2-3 (odd line) from ``odd``, validity from both."""
+    out = np.empty((5, even.stop - even.start), dtype=vec.dtype)
+    out[0:2] = vec[0:2, even]
+    out[2:4] = vec[2:4, odd]
+    out[4] = vec[4, even] * vec[4, odd]
+    return out
 
 
 def random_crop_params(
-    shape: tuple[int, int], size: int | None, rng: np.random.Generator, *, augment: bool = True
+    shape: tuple[int, int],
+    size: int | tuple[int, int] | None,
+    rng: np.random.Generator,
+    *,
+    augment: bool = True,
 ) -> CropParams:
-    """Draw a random square crop (and, with ``augment``, a random flip / transpose).
+    """Draw a random crop (and, with ``augment``, a random flip / transpose).
 
     Args:
         shape: ``(H, W)`` of the packed planes.
-        size: crop side in packed pixels (``size * 2`` mosaic pixels); ``None`` for the whole frame.
+        size: crop side in packed pixels (``size * 2`` mosaic pixels), or ``(height, width)``;
+            ``None`` for the whole frame.
         rng: the generator every random choice comes from.
         augment: draw horizontal / vertical flips and a transpose (transpose only for square
             crops), each with probability 1/2. A flip needs one spare packed row or column and
@@ -161,8 +173,8 @@ def random_crop_params(
         (32, 32, True)
     """
     big_h, big_w = (int(v) for v in shape)
-    h, w = (big_h, big_w) if size is None else (int(size), int(size))
-    if h > big_h or w > big_w or h < 1:
+    h, w = (big_h, big_w) if size is None else _size_hw(size)
+    if h > big_h or w > big_w:
         raise ValueError(
             f"Expected `crop_size` between 1 and the packed frame size {big_h}x{big_w}. Got {size}."
         )
@@ -176,12 +188,20 @@ def random_crop_params(
     return CropParams(top, left, h, w, hflip, vflip, transpose)
 
 
-def center_crop_params(shape: tuple[int, int], size: int | None) -> CropParams:
+def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if isinstance(h, bool) or int(h) < 1 or int(w) < 1:
+        raise ValueError(f"Expected `crop_size` to be a positive int, (height, width) or None. Got {size!r}.")
+    return int(h), int(w)
+
+
+def center_crop_params(shape: tuple[int, int], size: int | tuple[int, int] | None) -> CropParams:
     """The fixed centre crop used for validation and test (no flips).
 
     Args:
         shape: ``(H, W)`` of the packed planes.
-        size: crop side in packed pixels, clamped to the frame; ``None`` for the whole frame.
+        size: crop side in packed pixels or ``(height, width)``, clamped to the frame; ``None``
+            for the whole frame.
 
     Returns:
         :class:`CropParams` of a ``min(size, H) x min(size, W)`` crop centred in the frame.
@@ -193,7 +213,6 @@ def center_crop_params(shape: tuple[int, int], size: int | None) -> CropParams:
     big_h, big_w = (int(v) for v in shape)
     if size is None:
         return CropParams(0, 0, big_h, big_w)
-    if size < 1:
-        raise ValueError(f"Expected `size` to be a positive number of packed pixels or None. Got {size}.")
-    h, w = min(int(size), big_h), min(int(size), big_w)
+    h, w = _size_hw(size)
+    h, w = min(h, big_h), min(w, big_w)
     return CropParams((big_h - h) // 2, (big_w - w) // 2, h, w)

@@ -1,0 +1,224 @@
+"""The Dataset: cached raw pairs -> crops -> the sample dict of ``docs/CONTRACTS.md``.
+
+One item is a dict of tensors (default ``collate`` stacks them into the batch of the contract)::
+
+    image        float32 (4, h, w)   noisy packed R, Gr, Gb, B planes, times ``gain``
+    target       float32 (4, h, w)   clean planes (never amplified)
+    row          float32 (5, h)      row noise vectors of the noisy file (see below)
+    col          float32 (5, w)      column noise vectors
+    scalar       float32 (5,)        isp.data.scalars(noisy metadata, gain)
+    wb           float32 (3,)        as-shot white balance of the clean file
+    cam_to_srgb  float32 (3, 3)      its camera -> linear sRGB matrix
+    iso          float32 ()          the noisy file's ISO, 0 when unknown
+    path         str                 the noisy file (the clean one for synthetic noise)
+
+Noise vectors: ``isp.raw.noise_vectors`` measures, per packed row (column), the offset and the
+spread of the masked pixels of its even and odd mosaic line, in mosaic units (a fraction of the
+white level): values of 1e-4 .. 1e-2. Channels 0-3 are multiplied by the same ``gain`` as the
+image and by the fixed ``vector_scale`` (:data:`VECTOR_SCALE` = 64 by default) so that they are
+of order 0.01 .. 1 like the network's other inputs; the validity channel 4 stays 0/1.
+
+Training items are random crops at random positions with CFA-exact flips and transposes
+(:mod:`isp.data.transforms`); validation and test items are the whole frame or a fixed centre
+crop, with noise (for synthetic sources) fixed per item. Randomness: training draws come from a
+generator seeded by ``seed`` and ``torch.initial_seed()``, which PyTorch sets differently in each
+DataLoader worker and each epoch (from the main process's seed, so ``seed_everything`` makes
+runs repeatable); evaluation draws from ``SeedSequence([seed, index])``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from isp.data.cache import CachedRaw, DecodeCache
+from isp.data.scalars import scalars
+from isp.data.sources import Pair
+from isp.data.transforms import center_crop_params, crop_and_flip, random_crop_params
+
+__all__ = ["VECTOR_SCALE", "RawPairDataset", "exposure_gain"]
+
+VECTOR_SCALE = 64.0
+"""Default factor on the offset/spread channels of the noise vectors (after the gain)."""
+
+
+def exposure_gain(noisy: CachedRaw, clean: CachedRaw, max_gain: float) -> float:
+    """SID's amplification ratio: clean / noisy exposure time from EXIF, capped at ``max_gain``.
+
+    Raises:
+        ValueError: when either file does not record its exposure time.
+    """
+    for item, role in ((noisy, "noisy"), (clean, "clean")):
+        if item.metadata.exposure_time is None:
+            raise ValueError(
+                f"Expected the {role} file {item.path!r} to record its exposure time (EXIF "
+                f"ExposureTime) to compute the amplification ratio. It has none."
+            )
+    return float(min(clean.metadata.exposure_time / noisy.metadata.exposure_time, max_gain))
+
+
+class RawPairDataset(Dataset):
+    """Noisy/clean raw pairs read through a :class:`~isp.data.cache.DecodeCache`.
+
+    Args:
+        pairs: the examples (see :class:`~isp.data.sources.Pair`); every file must exist now
+            (its cache key is taken here; afterwards only the cache is read).
+        cache: the decode cache.
+        crop_size: side of the square crop in packed pixels (``2 * crop_size`` mosaic pixels),
+            or ``(height, width)``; ``None`` for whole frames (see :meth:`common_shape` to batch
+            frames of different sizes).
+        train: random crops and augmentation (else a fixed centre crop / the whole frame).
+        augment: CFA-exact random flips and transposes when training.
+        vector_scale: factor on noise-vector channels 0-3 (see the module docstring).
+        max_gain: cap on the exposure-ratio amplification (SID uses 300).
+        noise: an ``isp.noise.SyntheticNoise`` for pairs without a noisy file.
+        seed: base seed of the random draws.
+        repeat: each pair appears this many times per epoch (more random crops per epoch).
+
+    Example:
+        >>> RawPairDataset([], DecodeCache("cache"), crop_size=64)
+        RawPairDataset(0 pairs, crop_size=64, train=True, synthetic=False)
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        cache: DecodeCache,
+        *,
+        crop_size: int | tuple[int, int] | None = 128,
+        train: bool = True,
+        augment: bool = True,
+        vector_scale: float = VECTOR_SCALE,
+        max_gain: float = 300.0,
+        noise=None,
+        seed: int = 0,
+        repeat: int = 1,
+    ) -> None:
+        if crop_size is not None:
+            sizes = (crop_size,) if isinstance(crop_size, int) else tuple(crop_size)
+            if len(sizes) not in (1, 2) or not all(isinstance(v, int) and v >= 1 for v in sizes):
+                raise ValueError(
+                    f"Expected `crop_size` to be a positive int, (height, width) (packed pixels) or None. "
+                    f"Got {crop_size!r}."
+                )
+        if not (isinstance(repeat, int) and repeat >= 1):
+            raise ValueError(f"Expected `repeat` to be an int >= 1. Got {repeat!r}.")
+        if not (math.isfinite(vector_scale) and vector_scale > 0):
+            raise ValueError(f"Expected `vector_scale` to be a positive number. Got {vector_scale!r}.")
+        if not (math.isfinite(max_gain) and max_gain >= 1):
+            raise ValueError(f"Expected `max_gain` to be a number >= 1. Got {max_gain!r}.")
+        if noise is None and any(p.noisy is None for p in pairs):
+            raise ValueError(
+                "Expected `noise` (an isp.noise.SyntheticNoise) for pairs without a noisy file. Got None."
+            )
+        self.pairs = list(pairs)
+        self.cache = cache
+        self.crop_size = crop_size
+        self.train = train
+        self.augment = augment
+        self.vector_scale = float(vector_scale)
+        self.max_gain = float(max_gain)
+        self.noise = noise
+        self.seed = int(seed)
+        self.repeat = repeat
+        self.keys = {}
+        for p in self.pairs:
+            for path in (p.noisy, p.clean):
+                if path is not None and path not in self.keys:
+                    self.keys[path] = cache.key(path)
+        self._rng = None
+        self._rng_owner = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self.pairs)} pairs, crop_size={self.crop_size}, "
+            f"train={self.train}, synthetic={self.noise is not None})"
+        )
+
+    def __len__(self) -> int:
+        return len(self.pairs) * (self.repeat if self.train else 1)
+
+    def fill_cache(self) -> None:
+        """Decode every file of the dataset into the cache now (once; later calls are no-ops)."""
+        for p in self.pairs:
+            if p.noisy is not None:
+                self.cache.ensure(p.noisy, self.keys[p.noisy])
+            self.cache.ensure(p.clean, self.keys[p.clean], frame=p.noisy is None)
+
+    def common_shape(self) -> tuple[int, int]:
+        """``(h, w)``: the largest packed size every pair of the dataset has (decodes uncached files).
+
+        Whole frames of one camera all have one size, but the packed size also depends on the
+        CFA phase (``pack`` drops a row / column to reach RGGB); use this as ``crop_size`` to
+        batch whole frames of mixed sizes (centre crops for evaluation).
+        """
+        if not self.pairs:
+            raise ValueError(
+                "Expected a dataset with at least one pair to take its common shape. Got 0 pairs."
+            )
+        shapes = [self.cache.load(p.clean, self.keys[p.clean]).planes.shape[1:] for p in self.pairs]
+        return min(s[0] for s in shapes), min(s[1] for s in shapes)
+
+    def _generator(self, index: int) -> np.random.Generator:
+        if not self.train:
+            return np.random.default_rng([self.seed, index])
+        owner = (os.getpid(), torch.initial_seed())
+        if self._rng is None or self._rng_owner != owner:
+            self._rng = np.random.default_rng([self.seed, owner[1] % 2**63])
+            self._rng_owner = owner
+        return self._rng
+
+    def _noisy(self, pair: Pair, clean: CachedRaw, rng: np.random.Generator):
+        """(planes, row, col, metadata, gain) of the noisy input."""
+        if pair.noisy is None:
+            from isp.raw import noise_vectors, pack
+
+            frame = self.noise(self.cache.load_frame(pair.clean, self.keys[pair.clean]), rng)
+            planes, _ = pack(frame)
+            row, col = noise_vectors(frame)
+            return planes, row, col, frame.metadata, 1.0
+        noisy = self.cache.load(pair.noisy, self.keys[pair.noisy])
+        gain = exposure_gain(noisy, clean, self.max_gain) if pair.amplify else 1.0
+        return noisy.planes, noisy.row, noisy.col, noisy.metadata, gain
+
+    def __getitem__(self, index: int) -> dict:
+        """The sample dict of item ``index`` (see the module docstring)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"Expected an index in [0, {len(self)}). Got {index}.")
+        pair = self.pairs[index % len(self.pairs)]
+        rng = self._generator(index)
+        clean = self.cache.load(pair.clean, self.keys[pair.clean])
+        planes, row, col, metadata, gain = self._noisy(pair, clean, rng)
+        if planes.shape != clean.planes.shape:
+            raise ValueError(
+                f"Expected the noisy and clean files to have the same size. Got {tuple(planes.shape)} for "
+                f"{pair.noisy!r} and {tuple(clean.planes.shape)} for {pair.clean!r} (packed)."
+            )
+        shape = planes.shape[1:]
+        if self.train:
+            params = random_crop_params(shape, self.crop_size, rng, augment=self.augment)
+        else:
+            params = center_crop_params(shape, self.crop_size)
+        image, row, col = crop_and_flip(planes, row, col, params)
+        target, _, _ = crop_and_flip(clean.planes, None, None, params)
+        scale = np.float32(gain * self.vector_scale)
+        image *= np.float32(gain)
+        row[:4] *= scale
+        col[:4] *= scale
+        iso = metadata.iso
+        return {
+            "image": torch.from_numpy(image.astype(np.float32, copy=False)),
+            "target": torch.from_numpy(target.astype(np.float32, copy=False)),
+            "row": torch.from_numpy(row.astype(np.float32, copy=False)),
+            "col": torch.from_numpy(col.astype(np.float32, copy=False)),
+            "scalar": torch.from_numpy(scalars(metadata, gain)),
+            "wb": torch.as_tensor(np.asarray(clean.metadata.wb), dtype=torch.float32),
+            "cam_to_srgb": torch.as_tensor(np.asarray(clean.metadata.cam_to_srgb), dtype=torch.float32),
+            "iso": torch.tensor(float(iso) if iso is not None else 0.0, dtype=torch.float32),
+            "path": pair.noisy if pair.noisy is not None else pair.clean,
+        }
