@@ -106,11 +106,12 @@ def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, lo: float, h
     return (lo + (hi - lo) * f).astype(np.float32)
 
 
-def _leaf_colour(rng: np.random.Generator) -> np.ndarray:
-    grey = math.exp(rng.uniform(math.log(0.03), math.log(0.9)))
-    chroma = rng.normal(0.0, 0.25, 3)
-    chroma -= chroma.mean()
-    return np.clip(grey * (1.0 + chroma), 0.005, 1.0).astype(np.float32)
+def _leaf_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``(n, 3)`` colours: log-uniform grey 0.03..0.9 times a mild random chroma."""
+    grey = np.exp(rng.uniform(math.log(0.03), math.log(0.9), n))
+    chroma = rng.normal(0.0, 0.25, (n, 3))
+    chroma -= chroma.mean(axis=1, keepdims=True)
+    return np.clip(grey[:, None] * (1.0 + chroma), 0.005, 1.0).astype(np.float32)
 
 
 def dead_leaves(
@@ -139,46 +140,50 @@ def dead_leaves(
         r_max = max(r_min + 1.0, 0.5 * min(h, w))
     if n_leaves is None:
         mean_area = math.pi * 2 * r_min**2 * math.log(r_max / r_min)
-        n_leaves = int(min(20000, max(50, 4.0 * h * w / mean_area)))
+        n_leaves = int(min(20000, max(50, 5.0 * h * w / mean_area)))
     img = np.empty((h, w, 3), np.float32)
-    img[:] = _leaf_colour(rng) * _smooth_field((h, w), rng, 0.6, 1.0)[..., None]
+    img[:] = _leaf_colours(rng, 1)[0] * _smooth_field((h, w), rng, 0.6, 1.0)[..., None]
+    # every leaf's parameters in one draw (per-leaf rng calls cost more than the painting)
     a, b = r_min**-2, r_max**-2
     radii = (a - rng.random(n_leaves) * (a - b)) ** -0.5
-    for r in radii:
-        cy, cx = rng.uniform(-r, h + r), rng.uniform(-r, w + r)
-        kind = rng.integers(3)
-        theta = rng.uniform(0, math.pi)
-        aspect = 1.0 if kind == 0 else rng.uniform(0.35, 1.0)
-        reach = r + 1.0
-        y0, y1 = max(0, int(cy - reach)), min(h, int(cy + reach) + 1)
-        x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 1)
+    cys = rng.uniform(-radii, h + radii)
+    cxs = rng.uniform(-radii, w + radii)
+    kinds = rng.integers(0, 3, n_leaves)  # 0 disc, 1 ellipse, 2 rectangle
+    thetas = rng.uniform(0, math.pi, n_leaves)
+    aspects = np.where(kinds == 0, 1.0, rng.uniform(0.35, 1.0, n_leaves))
+    colours = _leaf_colours(rng, n_leaves)
+    grads = rng.normal(0.0, 0.25, (n_leaves, 2)) / radii[:, None]
+    textured = rng.random(n_leaves) < 1.0 / 3.0
+    freqs = rng.uniform(0.08, 0.35, n_leaves)
+    phis = rng.uniform(0, math.pi, n_leaves)
+    amps = rng.uniform(0.1, 0.35, n_leaves)
+    for i in range(n_leaves):
+        r, cy, cx, kind, aspect = (
+            float(radii[i]),
+            float(cys[i]),
+            float(cxs[i]),
+            int(kinds[i]),
+            float(aspects[i]),
+        )
+        y0, y1 = max(0, int(cy - r - 1.0)), min(h, int(cy + r + 1.0) + 1)
+        x0, x1 = max(0, int(cx - r - 1.0)), min(w, int(cx + r + 1.0) + 1)
         if y0 >= y1 or x0 >= x1:
             continue
         dy = np.arange(y0, y1, dtype=np.float32)[:, None] - np.float32(cy)
         dx = np.arange(x0, x1, dtype=np.float32)[None, :] - np.float32(cx)
-        c, s = math.cos(theta), math.sin(theta)
-        u, v = c * dx + s * dy, -s * dx + c * dy
-        if kind == 2:  # rectangle: distance outside the box, signed
+        c, s = math.cos(thetas[i]), math.sin(thetas[i])
+        u, v = c * dx + s * dy, c * dy - s * dx
+        if kind == 2:  # rectangle: signed distance to the box (outside > 0)
             dist = np.maximum(np.abs(u) - r, np.abs(v) - r * aspect)
         else:  # disc / ellipse: approximate signed distance in pixels
-            dist = (np.sqrt(u**2 + (v / aspect) ** 2) - r) * (aspect if kind == 1 else 1.0)
-        alpha = np.clip(0.5 - dist, 0.0, 1.0)
-        if not alpha.any():
-            continue
-        colour = _leaf_colour(rng)
-        g = rng.normal(0.0, 0.25, 2) / r
-        shade = np.clip(1.0 + g[0] * dx + g[1] * dy, 0.3, 1.7)
-        if rng.random() < 1.0 / 3.0:
-            freq = rng.uniform(0.08, 0.35)
-            phi = rng.uniform(0, math.pi)
-            shade = shade * (
-                1.0
-                + rng.uniform(0.1, 0.35)
-                * np.sin(2 * math.pi * freq * (math.cos(phi) * dx + math.sin(phi) * dy))
-            )
-        leaf = shade[..., None] * colour
+            dist = (np.sqrt(u * u + (v / aspect) ** 2) - r) * aspect
+        alpha = np.clip(0.5 - dist, 0.0, 1.0)  # anti-aliased edge, one pixel wide
+        shade = np.clip(1.0 + grads[i, 0] * dx + grads[i, 1] * dy, 0.3, 1.7)
+        if textured[i]:
+            phase = (2 * math.pi * freqs[i]) * (math.cos(phis[i]) * dx + math.sin(phis[i]) * dy)
+            shade = shade * (1.0 + amps[i] * np.sin(phase))
         patch = img[y0:y1, x0:x1]
-        patch += alpha[..., None] * (leaf - patch)
+        patch += alpha[..., None] * (shade[..., None] * colours[i] - patch)
     img *= _smooth_field((h, w), rng, 0.55, 1.0)[..., None]
     # 3x3 binomial blur, edge-replicated (optics: no perfectly sharp edges at the pixel level)
     p = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
