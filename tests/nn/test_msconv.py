@@ -1,0 +1,435 @@
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from isp.nn import MSConv2d, TileConcatConv2d, ms_conv2d, tile_and_concatenate, tile_concat_conv2d
+
+MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def sources(ch, n, h, w, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = ((n, ch[0], h, w), (n, ch[1], h), (n, ch[2], w), (n, ch[3]))
+    return [torch.randn(s, generator=g, dtype=dtype) if c else None for c, s in zip(ch, shapes, strict=True)]
+
+
+def reference(conv, xs, size):
+    """nn.Conv2d over explicitly broadcast channels (built here, not by tile_and_concatenate)."""
+    n, (h, w) = next(x.shape[0] for x in xs if x is not None), size
+    parts = []
+    if xs[0] is not None:
+        parts.append(xs[0])
+    if xs[1] is not None:
+        parts.append(xs[1].unsqueeze(-1).repeat(1, 1, 1, w))
+    if xs[2] is not None:
+        parts.append(xs[2].unsqueeze(-2).repeat(1, 1, h, 1))
+    if xs[3] is not None:
+        parts.append(xs[3].reshape(n, -1, 1, 1).repeat(1, 1, h, w))
+    return conv(torch.cat(parts, 1))
+
+
+# ---------------------------------------------------------------- smoke and shapes
+
+
+def test_smoke_and_compact_parameters():
+    m = MSConv2d((4, 2, 3, 5), 8, (3, 5), padding=1)
+    assert m.weight.shape == (8, 4, 3, 5)
+    assert m.row_weight.shape == (8, 2, 3)
+    assert m.col_weight.shape == (8, 3, 5)
+    assert m.scalar_weight.shape == (8, 5)
+    assert m.bias.shape == (8,)
+    out = m(*sources((4, 2, 3, 5), 2, 9, 11, torch.float32))
+    assert out.shape == (2, 8, 9, 9)
+    m = MSConv2d((4, 0, 0, 0), 8, 3, bias=False)
+    assert m.row_weight is None and m.col_weight is None and m.scalar_weight is None and m.bias is None
+
+
+@pytest.mark.parametrize("kernel", [1, 2, 3, (3, 2)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", [0, 1, (2, 0), "valid"])
+def test_output_shape_matches_conv2d(kernel, stride, padding):
+    ch = (3, 1, 2, 1)
+    m = MSConv2d(ch, 5, kernel, stride, padding, dtype=torch.float64)
+    xs = sources(ch, 2, 8, 7)
+    expected = F.conv2d(
+        xs[0],
+        torch.zeros(5, 3, *nn.modules.utils._pair(kernel), dtype=torch.float64),
+        stride=stride,
+        padding=padding,
+    )
+    assert m(*xs).shape == expected.shape
+
+
+def test_tile_and_concatenate_values():
+    img, row, col, sc = sources((2, 1, 2, 3), 2, 4, 5)
+    x = tile_and_concatenate(img, row, col, sc)
+    assert x.shape == (2, 8, 4, 5)
+    assert torch.equal(x[:, :2], img)
+    assert torch.equal(x[:, 2, :, 3], row[:, 0])
+    assert torch.equal(x[:, 3:5, 1, :], col)
+    assert torch.equal(x[:, 5:, 2, 4], sc)
+    x = tile_and_concatenate(None, None, None, sc, size=(3, 2))
+    assert x.shape == (2, 3, 3, 2) and torch.equal(x[:, :, 1, 1], sc)
+
+
+# ---------------------------------------------------------------- equivalence
+
+
+def _check_equivalence(ch, c_out, kernel, stride, padding, dilation, mode, h, w, bias, dtype, tol):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(
+        sum(ch), c_out, kernel, stride, padding, dilation, bias=bias, padding_mode=mode, dtype=dtype
+    )
+    xs = sources(ch, 2, h, w, dtype)
+    ref = reference(conv, xs, (h, w))
+    m = MSConv2d.from_tile_concat(conv, ch)
+    out = m(*xs, size=(h, w))
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max().item() <= tol
+    back = m.to_tile_concat()
+    assert (back(*xs, size=(h, w)) - ref).abs().max().item() <= tol
+    with torch.no_grad():  # the inference path (one baddbmm) agrees too
+        assert (m(*xs, size=(h, w)) - ref).abs().max().item() <= tol
+    return m
+
+
+@settings(max_examples=70, deadline=None)
+@given(
+    ch=st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)).filter(
+        lambda c: sum(c) > 0
+    ),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    mode=st.sampled_from(MODES),
+    pad_kind=st.sampled_from(["int", "tuple", "same", "valid"]),
+    pad=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    extra=st.tuples(st.integers(0, 5), st.integers(0, 5)),
+    bias=st.booleans(),
+    float32=st.booleans(),
+)
+def test_from_tile_concat_exact_everywhere(
+    ch, kh, kw, stride, dilation, mode, pad_kind, pad, extra, bias, float32
+):
+    """Property: equals nn.Conv2d over tile-concat input at every pixel, H, W down to the receptive field."""
+    if pad_kind == "same":
+        stride = 1
+    padding = {"int": pad[0], "tuple": pad, "same": "same", "valid": "valid"}[pad_kind]
+    h = dilation * (kh - 1) + 1 + extra[0]
+    w = dilation * (kw - 1) + 1 + extra[1]
+    if mode != "zeros" and pad_kind in ("int", "tuple"):
+        # reflect needs padding < size, circular padding <= size: the same limits as nn.Conv2d
+        ph, pw = (pad[0], pad[0]) if pad_kind == "int" else pad
+        h, w = max(h, ph + 1), max(w, pw + 1)
+    dtype, tol = (torch.float32, 1e-5) if float32 else (torch.float64, 1e-10)
+    _check_equivalence(ch, 3, (kh, kw), stride, padding, dilation, mode, h, w, bias, dtype, tol)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("padding", [1, (2, 1), "same", "valid"])
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 4)])
+def test_from_tile_concat_grid(mode, padding, kernel):
+    m = _check_equivalence(
+        (2, 2, 2, 2), 4, kernel, 1, padding, (1, 2), mode, 7, 9, True, torch.float64, 1e-10
+    )
+    zero_border = mode == "zeros" and padding != "valid"
+    assert m.side_kernels == ("full" if zero_border else "compact")
+
+
+def test_zero_padding_border_differs_from_interior_formula():
+    """The border correction matters: the compact (interior) formula is wrong at the border under zeros."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 3, 3, padding=1, dtype=torch.float64)
+    ch = (1, 1, 1, 1)
+    xs = sources(ch, 1, 6, 6)
+    full = MSConv2d.from_tile_concat(conv, ch)
+    compact = MSConv2d(ch, 3, 3, padding=1, dtype=torch.float64)
+    with torch.no_grad():
+        compact.weight.copy_(full.weight)
+        compact.bias.copy_(full.bias)
+        compact.row_weight.copy_(full.row_weight.sum(3))
+        compact.col_weight.copy_(full.col_weight.sum(2))
+        compact.scalar_weight.copy_(full.scalar_weight.sum((2, 3)))
+    ref = reference(conv, xs, (6, 6))
+    diff = (compact(*xs) - ref).abs()
+    assert diff[..., 1:-1, 1:-1].max() < 1e-12
+    assert diff[..., 0, :].max() > 1e-3 and diff[..., :, -1].max() > 1e-3
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("padding", [0, 1, "same", (1, 0)])
+def test_fresh_module_round_trips_through_tile_concat(mode, padding):
+    ch = (3, 2, 1, 2)
+    m = MSConv2d(ch, 4, (3, 5), padding=padding, padding_mode=mode, dtype=torch.float64)
+    xs = sources(ch, 2, 6, 8)
+    t = m.to_tile_concat()
+    assert isinstance(t, TileConcatConv2d)
+    assert (t(*xs) - m(*xs)).abs().max() < 1e-12
+    # the single tap it uses: the compact weight is the sum of the tile-concat kernel
+    assert torch.allclose(t.weight[:, 3:5].sum((2, 3)), m.row_weight.sum(2))
+    back = MSConv2d.from_tile_concat(t)
+    assert (back(*xs) - m(*xs)).abs().max() < 1e-12
+
+
+def test_to_tile_concat_raises_when_none_exists():
+    m = MSConv2d((2, 1, 0, 0), 3, 3, padding=2)  # padding 2 > reach 1 of a 3-tap kernel: no tap always inside
+    with pytest.raises(ValueError, match="no equivalent tile-concat conv"):
+        m.to_tile_concat()
+    MSConv2d((2, 0, 0, 0), 3, 3, padding=2).to_tile_concat()  # no side source: fine
+    MSConv2d((2, 1, 0, 0), 3, 3, padding=2, side_kernels="full").to_tile_concat()  # full: always exists
+    MSConv2d((2, 1, 0, 0), 3, 3, padding=2, padding_mode="reflect").to_tile_concat()
+
+
+# ---------------------------------------------------------------- groups
+
+
+def test_groups_split_the_image_path_only():
+    """TileConcatConv2d(groups=2) equals a dense conv whose image block is block-diagonal."""
+    torch.manual_seed(0)
+    ch, c_out = (4, 1, 2, 1), 6
+    t = TileConcatConv2d(ch, c_out, 3, padding=1, groups=2, dtype=torch.float64)
+    dense = nn.Conv2d(sum(ch), c_out, 3, padding=1, dtype=torch.float64)
+    with torch.no_grad():
+        dense.weight.zero_()
+        dense.weight[:3, 0:2] = t.weight[:3, :2]
+        dense.weight[3:, 2:4] = t.weight[3:, :2]
+        dense.weight[:, 4:] = t.weight[:, 2:]
+        dense.bias.copy_(t.bias)
+    xs = sources(ch, 2, 5, 6)
+    ref = reference(dense, xs, (5, 6))
+    assert (t(*xs) - ref).abs().max() < 1e-12
+    m = MSConv2d.from_tile_concat(t)
+    assert m.groups == 2 and m.weight.shape == (6, 2, 3, 3) and m.row_weight.shape == (6, 1, 3, 3)
+    assert (m(*xs) - ref).abs().max() < 1e-12
+    fresh = MSConv2d(ch, c_out, 3, padding=1, groups=2, dtype=torch.float64)
+    assert (fresh.to_tile_concat()(*xs) - fresh(*xs)).abs().max() < 1e-12
+
+
+def test_grouped_nn_conv2d_is_rejected():
+    with pytest.raises(ValueError, match="groups=1"):
+        MSConv2d.from_tile_concat(nn.Conv2d(8, 4, 3, groups=2), (4, 2, 0, 2))
+
+
+# ---------------------------------------------------------------- missing image
+
+
+def test_without_image():
+    ch = (0, 2, 1, 3)
+    m = MSConv2d(ch, 4, 3, padding=1, dtype=torch.float64)
+    _, row, col, sc = sources(ch, 2, 5, 6)
+    out = m(None, row, col, sc)
+    assert out.shape == (2, 4, 5, 6)
+    assert (m.to_tile_concat()(None, row, col, sc) - out).abs().max() < 1e-12
+    only_scalar = MSConv2d((0, 0, 0, 3), 4, 3, padding=1, dtype=torch.float64)
+    out = only_scalar(scalar=sc, size=(5, 6))
+    expected = sc @ only_scalar.scalar_weight.T + only_scalar.bias
+    assert torch.allclose(out, expected[:, :, None, None].expand(2, 4, 5, 6))
+    with pytest.raises(ValueError, match="size=\\(H, W\\)"):
+        only_scalar(scalar=sc)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_bad_inputs_raise_with_a_sentence():
+    ch = (3, 2, 1, 2)
+    m = MSConv2d(ch, 4, 3, padding=1)
+    img, row, col, sc = sources(ch, 2, 6, 7, torch.float32)
+    with pytest.raises(ValueError, match=r"`row`.*H=6.*\(2, 2, 5\)"):
+        m(img, row[:, :, :5], col, sc)
+    with pytest.raises(ValueError, match=r"`col`.*W=7.*\(2, 1, 6\)"):
+        m(img, row, col[:, :, :6], sc)
+    with pytest.raises(ValueError, match=r"`scalar`.*batch size N=2.*\(1, 2\)"):
+        m(img, row, col, sc[:1])
+    with pytest.raises(ValueError, match=r"`image`.*C1=3.*\(2, 2, 6, 7\)"):
+        m(img[:, :2], row, col, sc)
+    with pytest.raises(ValueError, match=r"`col`.*in_channels\[2\] = 1. Got None"):
+        m(img, row, None, sc)
+    with pytest.raises(ValueError, match=r"`row` of shape \(N, C2, H\) \(3 dims\)"):
+        m(img, row[0], col, sc)
+    with pytest.raises(TypeError, match="`scalar` to be a torch.Tensor"):
+        m(img, row, col, [1.0, 2.0])
+    m0 = MSConv2d((3, 0, 1, 2), 4, 3, padding=1)
+    with pytest.raises(ValueError, match=r"`row` to be None because in_channels\[1\] = 0"):
+        m0(img, row, col, sc)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"in_channels": (3, 1, 1)}, ValueError, "in_channels"),
+        ({"in_channels": (0, 0, 0, 0)}, ValueError, "at least one input channel"),
+        ({"out_channels": 0}, ValueError, "out_channels"),
+        ({"groups": 2}, ValueError, "groups"),
+        ({"padding": "full"}, ValueError, "padding"),
+        ({"padding": "same", "stride": 2}, ValueError, "stride"),
+        ({"padding": -1}, ValueError, "padding"),
+        ({"kernel_size": 2.5}, TypeError, "kernel_size"),
+        ({"padding_mode": "mirror"}, ValueError, "padding_mode"),
+        ({"side_kernels": "dense"}, ValueError, "side_kernels"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, error, match):
+    args = {"in_channels": (3, 1, 1, 1), "out_channels": 4, "kernel_size": 3} | kwargs
+    with pytest.raises(error, match=match):
+        MSConv2d(**args)
+
+
+def test_too_small_input_raises():
+    m = MSConv2d((1, 1, 0, 0), 2, 5)
+    with pytest.raises(ValueError, match="H=3"):
+        m(torch.randn(1, 1, 3, 8), torch.randn(1, 1, 3))
+
+
+def test_from_tile_concat_argument_errors():
+    with pytest.raises(TypeError, match="`conv`"):
+        MSConv2d.from_tile_concat(nn.Linear(3, 3), (1, 1, 1, 0))
+    with pytest.raises(ValueError, match="sum to conv.in_channels=6"):
+        MSConv2d.from_tile_concat(nn.Conv2d(6, 2, 3), (4, 1, 0, 0))
+    with pytest.raises(ValueError, match="in_channels=\\(C1, C2, C3, C4\\)"):
+        MSConv2d.from_tile_concat(nn.Conv2d(6, 2, 3))
+
+
+# ---------------------------------------------------------------- autograd
+
+
+@pytest.mark.parametrize("side_kernels", ["compact", "full"])
+def test_gradcheck(side_kernels):
+    ch = (2, 1, 1, 1)
+    torch.manual_seed(0)
+    m = MSConv2d(ch, 2, 3, stride=2, padding=2, side_kernels=side_kernels, dtype=torch.float64)
+    xs = [x.requires_grad_() for x in sources(ch, 1, 5, 6)]
+    params = (m.weight, m.row_weight, m.col_weight, m.scalar_weight, m.bias)
+
+    def f(img, row, col, sc, *p):
+        return ms_conv2d(img, row, col, sc, *p, stride=2, padding=2)
+
+    assert torch.autograd.gradcheck(f, (*xs, *params))
+
+
+def test_every_parameter_gets_a_gradient():
+    for m in (
+        MSConv2d((2, 1, 2, 1), 3, 3, padding=1),
+        MSConv2d.from_tile_concat(nn.Conv2d(6, 3, 3, padding=1), (2, 1, 2, 1)),
+    ):
+        out = m(*sources((2, 1, 2, 1), 2, 5, 5, torch.float32))
+        out.square().sum().backward()
+        for name, p in m.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_gradient_matches_tile_concat():
+    ch = (2, 2, 1, 1)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(sum(ch), 3, 3, padding=1, dtype=torch.float64)
+    m = MSConv2d.from_tile_concat(conv, ch)
+    xs = [x.requires_grad_() for x in sources(ch, 2, 5, 6)]
+    g_ms = torch.autograd.grad(m(*xs).sin().sum(), xs)
+    g_ref = torch.autograd.grad(reference(conv, xs, (5, 6)).sin().sum(), xs)
+    for a, b in zip(g_ms, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+# ---------------------------------------------------------------- module / function agreement
+
+
+def test_module_and_function_agree():
+    ch = (2, 1, 2, 1)
+    xs = sources(ch, 2, 6, 6)
+    m = MSConv2d(ch, 3, 3, stride=2, padding=1, dilation=1, dtype=torch.float64)
+    out = ms_conv2d(*xs, m.weight, m.row_weight, m.col_weight, m.scalar_weight, m.bias, stride=2, padding=1)
+    assert torch.equal(out, m(*xs))
+    t = TileConcatConv2d(ch, 3, 3, padding=1, padding_mode="reflect", dtype=torch.float64)
+    out = tile_concat_conv2d(*xs, t.weight, t.bias, padding=1, padding_mode="reflect")
+    assert torch.equal(out, t(*xs))
+
+
+# ---------------------------------------------------------------- formats, compile, export, state
+
+
+def test_channels_last():
+    ch = (4, 2, 2, 2)
+    xs = sources(ch, 2, 7, 8)
+    m = MSConv2d.from_tile_concat(nn.Conv2d(10, 6, 3, padding=1, dtype=torch.float64), ch)
+    ref = m(*xs)
+    m_cl = m.to(memory_format=torch.channels_last)
+    img = xs[0].contiguous(memory_format=torch.channels_last)
+    out = m_cl(img, *xs[1:])
+    assert (out - ref).abs().max() < 1e-12
+    with torch.no_grad():
+        assert (m_cl(img, *xs[1:]) - ref).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast(dtype):
+    ch = (4, 2, 2, 2)
+    torch.manual_seed(0)
+    m = MSConv2d.from_tile_concat(nn.Conv2d(10, 6, 3, padding=1), ch)
+    xs = sources(ch, 2, 8, 8, torch.float32)
+    ref = m(*xs)
+    with torch.autocast("cpu", dtype=dtype):
+        out = m(*xs)
+    assert out.dtype == dtype
+    assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
+    out.float().sum().backward()
+    assert m.row_weight.grad is not None
+
+
+def test_torch_compile():
+    ch = (2, 1, 1, 1)
+    m = MSConv2d.from_tile_concat(nn.Conv2d(5, 3, 3, padding=1), ch)
+    xs = sources(ch, 2, 6, 6, torch.float32)
+    compiled = torch.compile(m)
+    assert torch.allclose(compiled(*xs), m(*xs), atol=1e-5)
+
+
+def test_torch_export():
+    ch = (2, 1, 1, 1)
+    m = MSConv2d.from_tile_concat(nn.Conv2d(5, 3, 3, padding=1), ch).eval()
+    xs = sources(ch, 2, 6, 6, torch.float32)
+    exported = torch.export.export(m, tuple(xs))
+    assert torch.allclose(exported.module()(*xs), m(*xs), atol=1e-6)
+
+
+@pytest.mark.parametrize("side_kernels", ["compact", "full"])
+def test_state_dict_round_trip(side_kernels):
+    ch = (2, 1, 1, 1)
+    m = MSConv2d(ch, 3, 3, padding=1, side_kernels=side_kernels)
+    buf = io.BytesIO()
+    torch.save(m.state_dict(), buf)
+    buf.seek(0)
+    other = MSConv2d(ch, 3, 3, padding=1, side_kernels=side_kernels)
+    other.load_state_dict(torch.load(buf))
+    xs = sources(ch, 2, 5, 5, torch.float32)
+    assert torch.equal(other(*xs), m(*xs))
+    assert set(m.state_dict()) == {"weight", "row_weight", "col_weight", "scalar_weight", "bias"}
+
+
+def test_extra_repr_like_conv2d():
+    m = MSConv2d(
+        (4, 2, 0, 2), 8, 3, stride=2, padding=1, dilation=2, groups=2, bias=False, padding_mode="reflect"
+    )
+    c = nn.Conv2d(4, 8, 3, stride=2, padding=1, dilation=2, groups=2, bias=False, padding_mode="reflect")
+    assert m.extra_repr() == c.extra_repr().replace("4, 8,", "(4, 2, 0, 2), 8,", 1)
+    assert (
+        repr(TileConcatConv2d((4, 2, 0, 2), 8, 3))
+        == "TileConcatConv2d((4, 2, 0, 2), 8, kernel_size=(3, 3), stride=(1, 1))"
+    )
+    assert "side_kernels=full" in repr(MSConv2d((4, 2, 0, 2), 8, 3, side_kernels="full"))
+
+
+def test_initialisation_matches_the_tile_concat_scale():
+    """Compact side weights have the variance of the sum of the taps they stand for."""
+    torch.manual_seed(0)
+    m = MSConv2d((16, 64, 64, 64), 64, 3)
+    bound = 1 / math.sqrt((16 + 64 * 3) * 9)
+    assert m.weight.abs().max() <= bound
+    assert abs(m.row_weight.std().item() / (bound / math.sqrt(3) * math.sqrt(3)) - 1) < 0.05
+    assert abs(m.scalar_weight.std().item() / (bound / math.sqrt(3) * 3) - 1) < 0.05
