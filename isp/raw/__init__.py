@@ -6,7 +6,7 @@ numpy only (no torch): the layers above convert. See docs/CONTRACTS.md (isp.raw)
 from .dng import write_dng
 from .errors import RawError, RawReadError, UnsupportedRawError
 from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
-from .normalize import normalize
+from .levels import normalize
 from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
 from .read import read
 from .vectors import COL_CHANNELS, ROW_CHANNELS, noise_vectors

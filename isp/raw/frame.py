@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .levels import normalize
+
 __all__ = ["BAYER_PATTERNS", "OpticalBlack", "RawFrame", "RawMetadata", "frame_from_sensor"]
 
 #: The four Bayer phases, named by the top-left 2x2 read row-major.
@@ -67,6 +69,11 @@ class OpticalBlack:
 class RawFrame:
     """One decoded Bayer raw file.
 
+    ``mosaic`` may be given as ``None``: it is then computed from ``sensor``, ``active_area`` and
+    the levels on first access and kept. :func:`read` does this, so that :func:`~isp.raw.pack`
+    can go from the sensor to the packed planes in one pass when nobody asked for the mosaic
+    (half the memory traffic of building both). An explicit mosaic is always used as given.
+
     Attributes:
         path: the file it came from (``None`` when built in memory).
         mosaic: ``float32 (H, W)`` visible area, black-subtracted per position, white-normalised.
@@ -80,7 +87,7 @@ class RawFrame:
     """
 
     path: str | None
-    mosaic: np.ndarray
+    mosaic: np.ndarray | None
     cfa: str
     black_level: np.ndarray
     white_level: float
@@ -88,6 +95,34 @@ class RawFrame:
     active_area: tuple[int, int, int, int]
     metadata: RawMetadata = field(default_factory=RawMetadata)
     optical_black: OpticalBlack = field(default_factory=OpticalBlack)
+
+    @property
+    def mosaic_ready(self) -> bool:
+        """Whether the mosaic exists already (given, or computed by an earlier access)."""
+        return self.__dict__.get("_mosaic") is not None
+
+    @property
+    def visible_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the visible area (without computing the mosaic)."""
+        top, left, bottom, right = self.active_area
+        return bottom - top, right - left
+
+
+def _get_mosaic(self: RawFrame) -> np.ndarray:
+    mosaic = self.__dict__.get("_mosaic")
+    if mosaic is None:
+        top, left, bottom, right = self.active_area
+        mosaic = normalize(self.sensor[top:bottom, left:right], self.black_level, self.white_level)
+        self.__dict__["_mosaic"] = mosaic
+    return mosaic
+
+
+def _set_mosaic(self: RawFrame, value: np.ndarray | None) -> None:
+    self.__dict__["_mosaic"] = value
+
+
+# Installed after @dataclass so that the generated __init__ stores through the setter.
+RawFrame.mosaic = property(_get_mosaic, _set_mosaic, doc="``float32 (H, W)`` normalised visible area.")
 
 
 def frame_from_sensor(
@@ -99,6 +134,7 @@ def frame_from_sensor(
     active_area: tuple[int, int, int, int] | None = None,
     metadata: RawMetadata | None = None,
     path: str | None = None,
+    lazy: bool = False,
 ) -> RawFrame:
     """Build a :class:`RawFrame` from a sensor image and its levels (what :func:`read` does after decoding).
 
@@ -110,6 +146,7 @@ def frame_from_sensor(
         active_area: ``(top, left, bottom, right)``; the whole sensor when ``None``.
         metadata: :class:`RawMetadata` (defaults when ``None``).
         path: file name to record.
+        lazy: leave the mosaic to be computed on first access (see :class:`RawFrame`).
 
     Returns:
         A frame whose ``mosaic`` is ``float32 (bottom - top, right - left)`` and whose optical
@@ -122,8 +159,6 @@ def frame_from_sensor(
         >>> f.mosaic.shape, f.optical_black.left.shape, f.optical_black.top is None
         ((6, 6), (6, 2), True)
     """
-    from .normalize import normalize
-
     if not isinstance(sensor, np.ndarray) or sensor.ndim != 2:
         raise ValueError(
             f"Expected `sensor` to be a 2-d numpy array. Got {getattr(sensor, 'shape', sensor)!r}."
@@ -156,7 +191,7 @@ def frame_from_sensor(
     )
     return RawFrame(
         path=path,
-        mosaic=normalize(sensor[top:bottom, left:right], black, white),
+        mosaic=None if lazy else normalize(sensor[top:bottom, left:right], black, white),
         cfa=cfa,
         black_level=black,
         white_level=white,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .frame import BAYER_PATTERNS, RawFrame
+from .levels import normalize, normalize_packed
 
 __all__ = ["PACKED_CHANNELS", "PackInfo", "pack", "phase_crop", "unpack"]
 
@@ -89,11 +90,12 @@ def pack(frame_or_mosaic: RawFrame | np.ndarray, cfa: str | None = None) -> tupl
         True
     """
     if isinstance(frame_or_mosaic, RawFrame):
-        if cfa is not None and cfa != frame_or_mosaic.cfa:
-            raise ValueError(
-                f"Expected `cfa` to be None or the frame's {frame_or_mosaic.cfa!r}. Got {cfa!r}."
-            )
-        mosaic, cfa = frame_or_mosaic.mosaic, frame_or_mosaic.cfa
+        frame = frame_or_mosaic
+        if cfa is not None and cfa != frame.cfa:
+            raise ValueError(f"Expected `cfa` to be None or the frame's {frame.cfa!r}. Got {cfa!r}.")
+        if not frame.mosaic_ready:
+            return _pack_sensor(frame)
+        mosaic, cfa = frame.mosaic, frame.cfa
     elif isinstance(frame_or_mosaic, np.ndarray):
         mosaic = frame_or_mosaic
         if cfa is None:
@@ -105,11 +107,8 @@ def pack(frame_or_mosaic: RawFrame | np.ndarray, cfa: str | None = None) -> tupl
         )
     if mosaic.ndim != 2:
         raise ValueError(f"Expected a 2-d mosaic (H, W). Got shape {mosaic.shape}.")
-    top, left = phase_crop(cfa)
     H, W = mosaic.shape
-    if H - top < 2 or W - left < 2:
-        raise ValueError(f"Expected a mosaic of at least 3 x 3 pixels. Got {mosaic.shape}.")
-    bottom, right = (H - top) % 2, (W - left) % 2
+    top, left, bottom, right = _crops(cfa, H, W)
     core = mosaic[top : H - bottom, left : W - right]
     h, w = core.shape[0] // 2, core.shape[1] // 2
     planes = np.empty((2, 2, h, w), dtype=mosaic.dtype)
@@ -128,6 +127,46 @@ def pack(frame_or_mosaic: RawFrame | np.ndarray, cfa: str | None = None) -> tupl
         right_cols=mosaic[top : H - bottom, W - right :].copy(),
     )
     return planes.reshape(4, h, w), info
+
+
+def _crops(cfa: str, H: int, W: int) -> tuple[int, int, int, int]:
+    top, left = phase_crop(cfa)
+    if H - top < 2 or W - left < 2:
+        raise ValueError(f"Expected a mosaic of at least 3 x 3 pixels. Got {(H, W)}.")
+    return top, left, (H - top) % 2, (W - left) % 2
+
+
+def _pack_sensor(frame: RawFrame) -> tuple[np.ndarray, PackInfo]:
+    """:func:`pack` straight from ``frame.sensor``: one normalising pass, no mosaic.
+
+    Gives bit-identical planes to packing the materialised mosaic (same float32 operations).
+    """
+    t0, l0, b0, r0 = frame.active_area
+    H, W = b0 - t0, r0 - l0
+    top, left, bottom, right = _crops(frame.cfa, H, W)
+    h, w = (H - top) // 2, (W - left) // 2
+    black, white, sensor = frame.black_level, frame.white_level, frame.sensor
+    rows, cols = t0 + top, l0 + left
+    phase_black = np.roll(black, (-top, -left), axis=(0, 1))  # black tile at (rows, cols)
+    planes = normalize_packed(sensor[rows : rows + 2 * h, cols : cols + 2 * w], phase_black, white)
+
+    def strip(r1: int, r2: int, c1: int, c2: int) -> np.ndarray:  # mosaic[r1:r2, c1:c2]
+        tile = np.roll(black, (-r1 % 2, -c1 % 2), axis=(0, 1))
+        return normalize(sensor[t0 + r1 : t0 + r2, l0 + c1 : l0 + c2], tile, white)
+
+    info = PackInfo(
+        cfa=frame.cfa,
+        shape=(H, W),
+        top=top,
+        left=left,
+        bottom=bottom,
+        right=right,
+        top_rows=strip(0, top, 0, W),
+        bottom_rows=strip(H - bottom, H, 0, W),
+        left_cols=strip(top, H - bottom, 0, left),
+        right_cols=strip(top, H - bottom, W - right, W),
+    )
+    return planes, info
 
 
 def unpack(planes: np.ndarray, info: PackInfo) -> np.ndarray:

@@ -219,6 +219,7 @@ def read(path: str | os.PathLike) -> RawFrame:
         active_area=active_area,
         metadata=metadata,
         path=path,
+        lazy=True,
     )
 
 

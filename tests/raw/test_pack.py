@@ -100,3 +100,40 @@ def test_unpack_bad_input():
         unpack(planes[:, :2], info)
     with pytest.raises(TypeError, match="PackInfo"):
         unpack(planes, None)
+
+
+@pytest.mark.parametrize("cfa", BAYER_PATTERNS)
+@pytest.mark.parametrize("active_area", [(2, 4, 31, 41), (2, 4, 32, 40), (0, 0, 33, 44)])
+def test_lazy_frame_packs_like_its_mosaic(cfa, active_area):
+    rng = np.random.default_rng(5)
+    sensor = rng.integers(0, 4096, size=(33, 44), dtype=np.uint16)
+    black = np.array([[60.0, 70.0], [80.0, 90.0]])
+    lazy = frame_from_sensor(
+        sensor, cfa=cfa, black_level=black, white_level=4095, active_area=active_area, lazy=True
+    )
+    planes, info = pack(lazy)  # straight from the sensor
+    assert not lazy.mosaic_ready
+    eager = frame_from_sensor(sensor, cfa=cfa, black_level=black, white_level=4095, active_area=active_area)
+    planes2, info2 = pack(eager.mosaic, cfa)
+    np.testing.assert_array_equal(planes, planes2)  # bit-identical
+    for name in ("top_rows", "bottom_rows", "left_cols", "right_cols"):
+        np.testing.assert_array_equal(getattr(info, name), getattr(info2, name))
+    np.testing.assert_array_equal(unpack(planes, info), eager.mosaic)
+    np.testing.assert_array_equal(lazy.mosaic, eager.mosaic)
+    assert lazy.mosaic_ready
+
+
+@pytest.mark.parametrize("offset", [(0, 0), (1, 1), (2, 3)])
+def test_normalize_packed_fast_and_generic_paths_agree(offset):
+    from isp.raw.levels import normalize, normalize_packed
+
+    rng = np.random.default_rng(6)
+    sensor = rng.integers(0, 65535, size=(40, 50), dtype=np.uint16)
+    r, c = offset
+    raw = sensor[r : r + 34, c : c + 44]  # uint16 rows: fast path (aligned or not)
+    black = np.array([[60.0, 70.0], [80.0, 90.0]])
+    fast = normalize_packed(raw, black, 65535)
+    generic = normalize_packed(raw.astype(np.int32), black, 65535)  # not uint16: generic path
+    reference, _ = pack(normalize(raw, black, 65535), "RGGB")
+    np.testing.assert_array_equal(fast, reference)
+    np.testing.assert_array_equal(generic, reference)

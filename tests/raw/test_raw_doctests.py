@@ -3,7 +3,7 @@ import importlib
 
 import pytest
 
-MODULES = ["color", "dng", "errors", "frame", "normalize", "pack", "read", "vectors"]
+MODULES = ["color", "dng", "errors", "frame", "levels", "pack", "read", "vectors"]
 
 
 @pytest.mark.parametrize("name", MODULES)
