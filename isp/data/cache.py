@@ -115,11 +115,19 @@ class DecodeCache:
         0
     """
 
+    MAX_OPEN = 128
+    """Opened entries kept per process (each holds three memory maps, and a file descriptor each)."""
+
     def __init__(self, root: str | os.PathLike) -> None:
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"Expected `cache_dir` to be a path. Got {type(root).__name__}.")
         self.root = Path(root)
         self.decodes = 0
+        self._opened: dict[str, CachedRaw] = {}
+
+    def __getstate__(self) -> dict:
+        # memory maps stay in the process that opened them (DataLoader workers reopen their own)
+        return {**self.__dict__, "_opened": {}}
 
     def __repr__(self) -> str:
         return f"DecodeCache({str(self.root)!r})"
@@ -236,17 +244,27 @@ class DecodeCache:
 
     # reading ----------------------------------------------------------------------------------
     def load(self, path: str | os.PathLike, key: str | None = None) -> CachedRaw:
-        """The cached planes, noise vectors and metadata of ``path`` (decoding it first if needed)."""
+        """The cached planes, noise vectors and metadata of ``path`` (decoding it first if needed).
+
+        The opened memory maps are kept (up to ``MAX_OPEN`` files per process), so a later epoch
+        reads pages only.
+        """
+        if key is not None and key in self._opened:
+            return self._opened[key]
         key = self.ensure(path, key)
         d = self._dir(key)
         meta = json.loads((d / "meta.json").read_text())
-        return CachedRaw(
+        item = CachedRaw(
             path=meta["path"],
             planes=np.load(d / "planes.npy", mmap_mode="r"),
             row=np.load(d / "row.npy", mmap_mode="r"),
             col=np.load(d / "col.npy", mmap_mode="r"),
             metadata=_metadata_from_json(meta["metadata"]),
         )
+        if len(self._opened) >= self.MAX_OPEN:
+            self._opened.pop(next(iter(self._opened)))
+        self._opened[key] = item
+        return item
 
     def load_frame(self, path: str | os.PathLike, key: str | None = None) -> RawFrame:
         """The whole cached :class:`~isp.raw.RawFrame` of ``path`` (memory-mapped arrays)."""

@@ -252,3 +252,6 @@ class RawDataModule(L.LightningDataModule):
 
     def __repr__(self) -> str:
         return f"RawDataModule(root={os.fspath(self.root)!r}, source={self.source!r}, cache={self.cache!r})"
+
+    # LightningDataModule.__str__ builds every DataLoader (reading the data): describe instead.
+    __str__ = __repr__

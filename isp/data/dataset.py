@@ -20,7 +20,9 @@ of order 0.01 .. 1 like the network's other inputs; the validity channel 4 stays
 
 Training items are random crops at random positions with CFA-exact flips and transposes
 (:mod:`isp.data.transforms`); validation and test items are the whole frame or a fixed centre
-crop, with noise (for synthetic sources) fixed per item. Randomness: training draws come from a
+crop, with noise (for synthetic sources) fixed per item. Synthetic noise is drawn on the sensor
+window under the crop only, masked margins included (:func:`isp.data.window.frame_window`), so
+its cost does not grow with the frame. Randomness: training draws come from a
 generator seeded by ``seed`` and ``torch.initial_seed()``, which PyTorch sets differently in each
 DataLoader worker and each epoch (from the main process's seed, so ``seed_everything`` makes
 runs repeatable); evaluation draws from ``SeedSequence([seed, index])``.
@@ -28,6 +30,7 @@ runs repeatable); evaluation draws from ``SeedSequence([seed, index])``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -39,11 +42,12 @@ from torch.utils.data import Dataset
 from isp.data.cache import CachedRaw, DecodeCache
 from isp.data.scalars import scalars
 from isp.data.sources import Pair
-from isp.data.transforms import center_crop_params, crop_and_flip, random_crop_params
+from isp.data.transforms import CropParams, center_crop_params, crop_and_flip, random_crop_params
+from isp.data.window import frame_window
 
 __all__ = ["VECTOR_SCALE", "RawPairDataset", "exposure_gain"]
 
-VECTOR_SCALE = 64.0
+VECTOR_SCALE = 256.0
 """Default factor on the offset/spread channels of the noise vectors (after the gain)."""
 
 
@@ -173,18 +177,27 @@ class RawPairDataset(Dataset):
             self._rng_owner = owner
         return self._rng
 
-    def _noisy(self, pair: Pair, clean: CachedRaw, rng: np.random.Generator):
-        """(planes, row, col, metadata, gain) of the noisy input."""
-        if pair.noisy is None:
-            from isp.raw import noise_vectors, pack
+    def _crop_params(self, pair: Pair, shape: tuple[int, int], rng: np.random.Generator) -> CropParams:
+        try:
+            if self.train:
+                return random_crop_params(shape, self.crop_size, rng, augment=self.augment)
+            return center_crop_params(shape, self.crop_size)
+        except ValueError as err:
+            raise ValueError(f"{err} (file {pair.noisy or pair.clean!r})") from None
 
-            frame = self.noise(self.cache.load_frame(pair.clean, self.keys[pair.clean]), rng)
-            planes, _ = pack(frame)
-            row, col = noise_vectors(frame)
-            return planes, row, col, frame.metadata, 1.0
-        noisy = self.cache.load(pair.noisy, self.keys[pair.noisy])
-        gain = exposure_gain(noisy, clean, self.max_gain) if pair.amplify else 1.0
-        return noisy.planes, noisy.row, noisy.col, noisy.metadata, gain
+    def _synthetic(self, pair: Pair, params: CropParams, rng: np.random.Generator):
+        """Noisy (planes, row, col, metadata) for a crop: noise synthesised on its sensor window only."""
+        from isp.raw import noise_vectors, pack
+
+        frame = self.cache.load_frame(pair.clean, self.keys[pair.clean])
+        window = frame_window(
+            frame, params.top, params.left, params.height + params.vflip, params.width + params.hflip
+        )
+        noisy = self.noise(window, rng)
+        planes, _ = pack(noisy)
+        row, col = noise_vectors(noisy)
+        local = dataclasses.replace(params, top=0, left=0)
+        return (*crop_and_flip(planes, row, col, local), noisy.metadata)
 
     def __getitem__(self, index: int) -> dict:
         """The sample dict of item ``index`` (see the module docstring)."""
@@ -193,18 +206,21 @@ class RawPairDataset(Dataset):
         pair = self.pairs[index % len(self.pairs)]
         rng = self._generator(index)
         clean = self.cache.load(pair.clean, self.keys[pair.clean])
-        planes, row, col, metadata, gain = self._noisy(pair, clean, rng)
-        if planes.shape != clean.planes.shape:
-            raise ValueError(
-                f"Expected the noisy and clean files to have the same size. Got {tuple(planes.shape)} for "
-                f"{pair.noisy!r} and {tuple(clean.planes.shape)} for {pair.clean!r} (packed)."
-            )
-        shape = planes.shape[1:]
-        if self.train:
-            params = random_crop_params(shape, self.crop_size, rng, augment=self.augment)
+        params = self._crop_params(pair, clean.planes.shape[1:], rng)
+        if pair.noisy is None:
+            image, row, col, metadata = self._synthetic(pair, params, rng)
+            gain = 1.0
         else:
-            params = center_crop_params(shape, self.crop_size)
-        image, row, col = crop_and_flip(planes, row, col, params)
+            noisy = self.cache.load(pair.noisy, self.keys[pair.noisy])
+            if noisy.planes.shape != clean.planes.shape:
+                raise ValueError(
+                    f"Expected the noisy and clean files to have the same size. Got "
+                    f"{tuple(noisy.planes.shape)} for {pair.noisy!r} and {tuple(clean.planes.shape)} "
+                    f"for {pair.clean!r} (packed)."
+                )
+            gain = exposure_gain(noisy, clean, self.max_gain) if pair.amplify else 1.0
+            image, row, col = crop_and_flip(noisy.planes, noisy.row, noisy.col, params)
+            metadata = noisy.metadata
         target, _, _ = crop_and_flip(clean.planes, None, None, params)
         scale = np.float32(gain * self.vector_scale)
         image *= np.float32(gain)

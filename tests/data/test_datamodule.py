@@ -212,8 +212,9 @@ def test_synthetic_noise_is_new_each_draw_fixed_for_val_and_reproducible(sample_
     dm.setup("fit")
     train, val = dm.datasets["train"], dm.datasets["val"]
     assert len(train) == 4 and all(p.noisy is None and "/clean/" in p.clean for p in train.pairs)
+    whole = RawPairDataset(train.pairs[:1], dm.cache, crop_size=None, noise=noise, augment=False)
     torch.manual_seed(3)
-    a, b = train[0], train[0]
+    a, b = whole[0], whole[0]  # the whole frame twice: same scene, new noise
     assert torch.equal(a["target"], b["target"]) and not torch.equal(a["image"], b["image"])
     for item in (a, b):
         iso = item["iso"].item()
@@ -221,7 +222,9 @@ def test_synthetic_noise_is_new_each_draw_fixed_for_val_and_reproducible(sample_
         assert item["row"][4].min() == 1 and item["row"][0].abs().max() > 0  # noisy margins measured
         assert 0 < (item["image"] - item["target"]).std() < 0.2
     torch.manual_seed(3)
-    fresh = RawPairDataset(train.pairs, dm.cache, crop_size=train.crop_size, noise=noise, augment=False)
+    fresh = RawPairDataset(train.pairs[:1], dm.cache, crop_size=None, noise=noise, augment=False)
     assert torch.equal(fresh[0]["image"], a["image"])  # same torch seed, same draws
+    torch.manual_seed(4)
+    assert not torch.equal(fresh[0]["image"], a["image"])
     assert torch.equal(val[1]["image"], val[1]["image"])  # validation noise is fixed per item
     assert dm.cache.decodes == 8  # the clean files only, once each (planes and frame together)
