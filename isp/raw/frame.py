@@ -33,8 +33,10 @@ class RawMetadata:
         make: camera maker ("" when unknown).
         model: camera model ("" when unknown).
         timestamp: capture time as written in the file (naive local time), or ``None``.
-        wb: ``(3,)`` as-shot white-balance multipliers R, G, B with G = 1.
-        cam_to_srgb: ``(3, 3)`` white-balanced camera RGB -> linear sRGB; rows sum to 1.
+        wb: ``(3,)`` as-shot white-balance multipliers R, G, B with G = 1. :func:`~isp.raw.read`
+            falls back to LibRaw's daylight multipliers, then to ones, when the file has none.
+        cam_to_srgb: ``(3, 3)`` white-balanced camera RGB -> linear sRGB; rows sum to 1. From the
+            file's XYZ -> camera matrix (see :mod:`isp.raw.color`); identity when it has none.
     """
 
     iso: float | None = None

@@ -136,9 +136,11 @@ def read(path: str | os.PathLike) -> RawFrame:
 
     Returns:
         :class:`~isp.raw.RawFrame` with the visible mosaic ``float32 (H, W)`` black-subtracted per
-        position and white-normalised, the CFA of its top-left 2x2, the levels, the whole sensor
-        ``uint16 (Hs, Ws)``, the active area LibRaw reports, the EXIF metadata (missing values
-        ``None``) and the margins outside the active area as optical black.
+        position and white-normalised (computed on first access of ``frame.mosaic``, so that
+        :func:`~isp.raw.pack` can build the planes straight from the sensor), the CFA of its
+        top-left 2x2, the levels, the whole sensor ``uint16 (Hs, Ws)``, the active area LibRaw
+        reports, the EXIF metadata (missing values ``None``) and the margins outside the active
+        area as optical black.
 
     Raises:
         RawReadError: the file is missing, unreadable, truncated or corrupt.

@@ -267,3 +267,35 @@ def test_monochrome_is_unsupported(tmp_path):
     _patch_photometric(path, 34892)  # LinearRaw with one sample: a monochrome DNG
     with pytest.raises(UnsupportedRawError, match=r"mono\.dng.*monochrome"):
         read(path)
+
+
+def test_known_camera_keeps_the_files_own_colour_matrix(tmp_path, sensor, metadata):
+    # LibRaw swaps a DNG's ColorMatrix for its built-in table when it knows the camera
+    # (rgb_xyz_matrix); read must still return the matrix written in the file.
+    import dataclasses
+
+    canon = dataclasses.replace(metadata, make="Canon", model="EOS 5D")
+    frame = read(
+        write_dng(
+            tmp_path / "k.dng", sensor, cfa="RGGB", black_level=BLACK, white_level=WHITE, metadata=canon
+        )
+    )
+    np.testing.assert_allclose(frame.metadata.cam_to_srgb, CAM_TO_SRGB, atol=1e-6)
+    assert (frame.metadata.make, frame.metadata.model) == ("Canon", "EOS 5D")
+    np.testing.assert_array_equal(frame.black_level, BLACK)
+    assert frame.white_level == WHITE
+
+
+def test_read_leaves_the_mosaic_lazy_and_computes_it_on_access(tmp_path, sensor):
+    frame = read(
+        write_dng(
+            tmp_path / "l.dng", sensor, cfa="GRBG", black_level=BLACK, white_level=WHITE, active_area=ACTIVE
+        )
+    )
+    assert not frame.mosaic_ready
+    assert frame.visible_shape == (64, 96)
+    top, left, bottom, right = ACTIVE
+    np.testing.assert_allclose(
+        frame.mosaic, _expected(sensor, top, bottom, left, right, top, left), rtol=1e-6, atol=1e-7
+    )
+    assert frame.mosaic_ready
