@@ -120,9 +120,17 @@ def _check_args(sensor, cfa, black_level, white_level, active_area):
             f"Expected `black_level` to be a non-negative number or a (2, 2) array. Got {black_level!r}."
         )
     black = black.reshape(2, 2)
-    if not (np.isfinite(white_level) and black.max() < white_level <= 65535):
+    if np.any(black != np.round(black)):
         raise ValueError(
-            f"Expected `white_level` in (max black level {black.max()}, 65535]. Got {white_level!r}."
+            "Expected whole-DN `black_level` values (LibRaw reads DNG black levels as integers, so a "
+            f"fraction would not read back). Got {black.tolist()}."
+        )
+    if not (
+        np.isfinite(white_level) and black.max() < white_level <= 65535 and white_level == round(white_level)
+    ):
+        raise ValueError(
+            f"Expected `white_level` a whole number of DN in (max black level {black.max()}, 65535]. "
+            f"Got {white_level!r}."
         )
     return black, float(white_level), active_area
 
@@ -149,9 +157,11 @@ def write_dng(
         path: destination; written to a temporary name in the same folder, then renamed.
         sensor: ``uint16 (Hs, Ws)`` raw values in DN, masked margins included.
         cfa: "RGGB", "BGGR", "GRBG" or "GBRG" (top-left 2x2 of the active area, row-major).
-        black_level: one value or ``(2, 2)`` per position of the active area's top-left 2x2 (DN).
+        black_level: one value or ``(2, 2)`` per position of the active area's top-left 2x2, in
+            whole DN.
         white_level: saturation level (DN).
-        active_area: ``(top, left, bottom, right)`` of the visible area; the whole sensor if None.
+        active_area: ``(top, left, bottom, right)`` of the visible area, starting on an even row
+            and column and at least 22 x 22 (LibRaw's limits); the whole sensor if None.
         metadata: EXIF values, make/model, white balance and colour matrix; ``None`` fields are
             left out of the file. ``None`` writes an empty EXIF IFD and identity colour.
         overwrite: replace an existing file; otherwise an existing ``path`` raises
@@ -187,11 +197,7 @@ def write_dng(
     make, model = _ascii(meta.make).strip(), _ascii(meta.model).strip()
     unique = f"{make} {model}".strip() or "isp synthetic"
     top, left, bottom, right = active_area
-    black_tag = (
-        (50714, _LONG, 4, tuple(int(v) for v in black.ravel()))
-        if np.all(black == np.round(black))
-        else (50714, _RATIONAL, 4, _rationals(black))
-    )
+    black_tag = (50714, _LONG, 4, tuple(int(v) for v in black.ravel()))
     neutral = wb[1] / wb  # AsShotNeutral: camera coordinates of white, G = 1
     tags = [
         (254, _LONG, 1, 0),  # NewSubFileType: main image
