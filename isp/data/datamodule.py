@@ -69,7 +69,8 @@ class RawDataModule(L.LightningDataModule):
         multiprocessing_context: worker start method, "spawn" or "forkserver" (never fork: rawpy).
         cache_dir: decode cache folder (default "cache", relative to the working directory).
         augment: CFA-exact random flips and transposes of training crops.
-        vector_scale: factor on the noise-vector offsets / spreads (see :mod:`isp.data.dataset`).
+        vector_scale: factor on the noise-vector offsets / spreads, after the gain (see
+            :mod:`isp.data.dataset`): 1024 (default) for unamplified data, about 8 for SID.
         train_repeat: random crops per training pair per epoch.
         seed: base seed of crops, flips and synthetic noise.
         generate: ``sample``: generate the set into ``root`` when it is missing.
