@@ -39,6 +39,7 @@ class _TiffInfo:
     is_dng: bool = False
     xyz_to_cam: np.ndarray | None = None
     iso: float | None = None
+    has_cfa: bool = False  # some IFD says PhotometricInterpretation CFA (32803)
 
 
 def _tiff_info(path: str) -> _TiffInfo | None:
@@ -77,6 +78,7 @@ def _tiff_info(path: str) -> _TiffInfo | None:
                         info.xyz_to_cam = matrices[ill]
                         break
             for page in pages + [p for p in _subifds(tif, page0)]:
+                info.has_cfa |= int(page.photometric) == 32803
                 offsets, counts = page.dataoffsets, page.databytecounts
                 if len(offsets) and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
                     raise RawReadError(path, f"the file is truncated: image data end beyond its {size} bytes")
@@ -168,6 +170,11 @@ def read(path: str | os.PathLike) -> RawFrame:
         info = _tiff_info(path)
     except OSError as exc:
         raise RawReadError(path, f"cannot open it ({exc.strerror or exc})") from exc
+    if info is not None and not (info.is_dng or info.make or info.has_cfa):
+        # LibRaw decodes any 16-bit greyscale TIFF as if it were a Bayer raw.
+        raise UnsupportedRawError(
+            path, "a plain TIFF image (no camera make, DNG or CFA tags), not a camera raw"
+        )
     try:
         with rawpy.imread(path) as raw:
             cfa, pattern = _cfa(raw, path)

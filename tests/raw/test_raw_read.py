@@ -299,3 +299,13 @@ def test_read_leaves_the_mosaic_lazy_and_computes_it_on_access(tmp_path, sensor)
         frame.mosaic, _expected(sensor, top, bottom, left, right, top, left), rtol=1e-6, atol=1e-7
     )
     assert frame.mosaic_ready
+
+
+def test_plain_tiff_is_not_a_raw(tmp_path):
+    # LibRaw itself decodes a 16-bit greyscale TIFF as a Bayer raw; read refuses it.
+    tifffile.imwrite(tmp_path / "grey.tif", np.zeros((64, 64), np.uint16))
+    with pytest.raises(UnsupportedRawError, match=r"grey\.tif.*plain TIFF"):
+        read(tmp_path / "grey.tif")
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((64, 64, 3), np.uint8), photometric="rgb")
+    with pytest.raises(RawError, match=r"rgb\.tif"):
+        read(tmp_path / "rgb.tif")
