@@ -8,7 +8,7 @@ order), summed into a running total over one forward (or forward + backward) cal
 total is what the call needed on top of its inputs and parameters. "extra" is MSConv2d's peak minus
 the image-only conv's, as a fraction of the output tensor's size.
 
-    python benchmarks/msconv.py [--reps 15] [--warmup 3] [--quick] [--out benchmarks/results/msconv.json]
+    python benchmarks/msconv.py [--reps 15] [--warmup 3] [--quick] [--threads T] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -96,8 +96,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="first two grid rows, 5 reps (a smoke run)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     grid = GRID[:2] if args.quick else GRID
     reps = 5 if args.quick else args.reps
     rows = []
@@ -105,6 +108,7 @@ def main() -> None:
         f"{'layer':13} {'C1->Cout':>9} {'HxW':>7} {'side':>8} | {'pass':7} {'limit ms':>9} {'MS ms':>8} "
         f"{'MS/lim':>6} {'full/lim':>8} {'TC/MS':>6} | {'MS extra mem':>12}"
     )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, float32, CPU")
     print(header)
     print("-" * len(header))
     for name, c1, c_out, size, side in grid:

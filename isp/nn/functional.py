@@ -456,18 +456,15 @@ def ms_conv2d(
     cols = (
         None if b is None else b[:, 0] if const is None or rows is not None else b[:, 0] + const[:, :, None]
     )
-    if rows is not None and cols is not None and out.is_contiguous() and not _needs_grad(out, rows, cols):
-        # Inference: one BLAS pass that reads and writes the output once.
-        u = torch.stack((rows, torch.ones_like(rows)), dim=-1).to(out.dtype).view(n * c_out, h_out, 2)
-        v = torch.stack((torch.ones_like(cols), cols), dim=-2).to(out.dtype).view(n * c_out, 2, w_out)
-        out.view(n * c_out, h_out, w_out).baddbmm_(u, v)
-    else:
-        if rows is not None:
-            out.add_(rows[:, :, :, None].to(out.dtype))
-        if cols is not None:
-            out.add_(cols[:, :, None, :].to(out.dtype))
-        if rows is None and cols is None and const is not None:
-            out.add_(const[:, :, None, None].to(out.dtype))
+    # Measured (batch 8, 32 x 256 x 256 output, one thread): each broadcast add_ is one memory-bound
+    # pass (~11 ms); out.view(N * C_out, H, W).baddbmm_([rows, 1], [1; cols]) did both in ~21 ms, no
+    # faster than two add_ (~20 ms), so the simpler form stays.
+    if rows is not None:
+        out.add_(rows[:, :, :, None].to(out.dtype))
+    if cols is not None:
+        out.add_(cols[:, :, None, :].to(out.dtype))
+    if rows is None and cols is None and const is not None:
+        out.add_(const[:, :, None, None].to(out.dtype))
 
     if cls_x is None and cls_y is None:
         return out
@@ -498,10 +495,6 @@ def ms_conv2d(
         d = F.pad(delta(list(range(r0, r1)), border_x), (0, 0, r0, h_out - r1))
         out.index_add_(3, torch.tensor(border_x, device=out.device), d)
     return out
-
-
-def _needs_grad(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(x.requires_grad for x in tensors)
 
 
 def _conv_config(

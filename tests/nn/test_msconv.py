@@ -94,7 +94,7 @@ def _check_equivalence(ch, c_out, kernel, stride, padding, dilation, mode, h, w,
     assert (out - ref).abs().max().item() <= tol
     back = m.to_tile_concat()
     assert (back(*xs, size=(h, w)) - ref).abs().max().item() <= tol
-    with torch.no_grad():  # the inference path (one baddbmm) agrees too
+    with torch.no_grad():  # and without autograd recording
         assert (m(*xs, size=(h, w)) - ref).abs().max().item() <= tol
     return m
 
