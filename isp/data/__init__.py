@@ -27,6 +27,7 @@ _EXPORTS = {
     "RawPairDataset": "dataset",
     "exposure_gain": "dataset",
     "RawDataModule": "datamodule",
+    "frame_window": "window",
 }
 
 __all__ = [  # noqa: F822 (loaded lazily by __getattr__)
@@ -44,6 +45,7 @@ __all__ = [  # noqa: F822 (loaded lazily by __getattr__)
     "clean_files",
     "crop_and_flip",
     "exposure_gain",
+    "frame_window",
     "manifest_pairs",
     "random_crop_params",
     "scalars",

@@ -223,6 +223,8 @@ class RawDataModule(L.LightningDataModule):
                 f"Expected pairs in the {split!r} split of `data.root` {self.root!r} "
                 f"(source {self.source!r}). Found none."
             )
+        trainer = getattr(self, "trainer", None)
+        dataset.rank = int(trainer.global_rank) if trainer is not None else 0
         workers = self.num_workers
         return DataLoader(
             dataset,

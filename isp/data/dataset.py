@@ -28,9 +28,9 @@ Training items are random crops at random positions with CFA-exact flips and tra
 crop, with noise (for synthetic sources) fixed per item. Synthetic noise is drawn on the sensor
 window under the crop only, masked margins included (:func:`isp.data.window.frame_window`), so
 its cost does not grow with the frame. Randomness: training draws come from a
-generator seeded by ``seed`` and ``torch.initial_seed()``, which PyTorch sets differently in each
-DataLoader worker and each epoch (from the main process's seed, so ``seed_everything`` makes
-runs repeatable); evaluation draws from ``SeedSequence([seed, index])``.
+generator seeded by ``seed``, the DDP rank and ``torch.initial_seed()``, which PyTorch sets
+differently in each DataLoader worker and each epoch (from the main process's seed, so
+``seed_everything`` makes runs repeatable); evaluation draws from ``SeedSequence([seed, index])``.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ class RawPairDataset(Dataset):
         self.noise = noise
         self.seed = int(seed)
         self.repeat = repeat
+        self.rank = 0  # the DDP rank (set by RawDataModule): ranks draw different crops and noise
         self.keys = {}
         for p in self.pairs:
             for path in (p.noisy, p.clean):
@@ -178,7 +179,7 @@ class RawPairDataset(Dataset):
             return np.random.default_rng([self.seed, index])
         owner = (os.getpid(), torch.initial_seed())
         if self._rng is None or self._rng_owner != owner:
-            self._rng = np.random.default_rng([self.seed, owner[1] % 2**63])
+            self._rng = np.random.default_rng([self.seed, self.rank, owner[1] % 2**63])
             self._rng_owner = owner
         return self._rng
 

@@ -226,5 +226,9 @@ def test_synthetic_noise_is_new_each_draw_fixed_for_val_and_reproducible(sample_
     assert torch.equal(fresh[0]["image"], a["image"])  # same torch seed, same draws
     torch.manual_seed(4)
     assert not torch.equal(fresh[0]["image"], a["image"])
+    other_rank = RawPairDataset(train.pairs[:1], dm.cache, crop_size=None, noise=noise, augment=False)
+    other_rank.rank = 1
+    torch.manual_seed(3)
+    assert not torch.equal(other_rank[0]["image"], a["image"])  # DDP ranks draw differently
     assert torch.equal(val[1]["image"], val[1]["image"])  # validation noise is fixed per item
     assert dm.cache.decodes == 8  # the clean files only, once each (planes and frame together)
