@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from isp.data.cache import DecodeCache, MissingDataError
 from isp.data.dataset import VECTOR_SCALE, RawPairDataset
-from isp.data.sources import SID_LISTS, SPLITS, Pair, clean_files, manifest_pairs, sid_pairs
+from isp.data.sources import SID_LISTS, SPLITS, Pair, check_root, clean_files, manifest_pairs, sid_pairs
 from isp.noise import SyntheticNoise
 
 __all__ = ["RawDataModule"]
@@ -178,8 +178,7 @@ class RawDataModule(L.LightningDataModule):
             return sid_pairs(root, self.lists)
         if self.source == "synthetic":
             return clean_files(root, self.manifest)
-        if not root.is_dir():
-            raise MissingDataError(f"Expected `data.root` to be an existing folder. Got {self.root!r}.")
+        check_root(root)
         return manifest_pairs(root / (self.manifest or "pairs.csv"), amplify=self.amplify)
 
     def _dataset(self, pairs: list[Pair], split: str, *, whole_frames_batch: bool = False) -> RawPairDataset:

@@ -32,6 +32,7 @@ __all__ = [
     "SID_LISTS",
     "SPLITS",
     "Pair",
+    "check_root",
     "clean_files",
     "manifest_pairs",
     "sid_pairs",
@@ -63,7 +64,8 @@ class Pair:
     amplify: bool = False
 
 
-def _check_root(root: str | os.PathLike, what: str = "data.root") -> Path:
+def check_root(root: str | os.PathLike, what: str = "data.root") -> Path:
+    """``root`` as a Path, or :class:`MissingDataError` naming it when it is missing or empty."""
     root = Path(root)
     if not root.is_dir():
         raise MissingDataError(
@@ -101,7 +103,7 @@ def sid_pairs(root: str | os.PathLike, lists: list[str] | tuple[str, ...] = SID_
     Raises:
         MissingDataError: naming the root, list file or raw file that is missing.
     """
-    root = _check_root(root)
+    root = check_root(root)
     pairs = []
     for name in lists:
         list_path = root / name
@@ -195,7 +197,7 @@ def clean_files(root: str | os.PathLike, manifest: str | os.PathLike | None = No
         Sorted pairs; the split comes from the manifest, else from a ``train``/``val``/``test``
         folder in the path below ``root``, else from a hash of that path (80/10/10).
     """
-    root = _check_root(root)
+    root = check_root(root)
     if manifest is not None:
         pairs = manifest_pairs(root / manifest, need_noisy=False)
         unique = {p.clean: p for p in pairs}  # a clean file shared by several noisy ones

@@ -176,8 +176,9 @@ def test_missing_or_empty_root_and_missing_files_are_named(sample_root, tmp_path
     with pytest.raises(MissingDataError, match="data.root.*nowhere"):
         RawDataModule(root=str(tmp_path / "nowhere"), source="pairs").setup()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MissingDataError, match="empty"):
-        RawDataModule(root=str(tmp_path / "empty"), source="synthetic").setup()
+    for source in ("synthetic", "pairs", "sid"):
+        with pytest.raises(MissingDataError, match=r"`data.root` .*empty.* is empty"):
+            RawDataModule(root=str(tmp_path / "empty"), source=source).setup()
     with pytest.raises(MissingDataError, match="isp.data.synth"):
         RawDataModule(root=str(tmp_path / "nosample"), source="sample", generate=False).setup()
     root = tmp_path / "copy"
