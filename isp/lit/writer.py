@@ -6,7 +6,10 @@ named in ``batch["path"]`` for its sensor frame and metadata, undoes the batch's
 (``scalar`` channel 2 holds ``log2(gain)``), and writes ``out_dir/<stem>.<ext>`` through
 :func:`isp.predict_io.write_output`: a DNG in the input's full sensor frame with its metadata,
 or a 16-bit TIFF / 8-bit PNG rendering, atomically and never over an existing file unless
-``overwrite``. Predictions must be whole frames (``data.eval_crop_size: null``).
+``overwrite``. Predictions should be whole frames (``data.eval_crop_size: null``); the
+DataModule batches frames of mixed CFA phases as their common centre crop, which can be a
+packed row / column short of a frame: those border pixels keep the input's values (a warning
+says how many). Larger crops are refused.
 
 In a config::
 
@@ -99,17 +102,31 @@ class RawPredictionWriter(BasePredictionWriter):
                 log.warning("not written: %s: %s", path, err)
 
     def _write(self, path: str, planes: np.ndarray) -> None:
+        from isp.data.transforms import center_crop_params
         from isp.raw import pack, read, unpack
 
         frame = read(path)
         packed, info = pack(frame)
-        if planes.shape != packed.shape:
+        h, w = planes.shape[1:]
+        crop = center_crop_params(packed.shape[1:], (h, w))
+        if planes.shape[0] != 4 or (crop.height, crop.width) != (h, w):
             raise ValueError(
-                f"Expected a whole-frame prediction {packed.shape} for {path!r} "
-                f"(set data.eval_crop_size: null). Got {planes.shape}."
+                f"Expected a prediction of at most the packed frame {packed.shape} for {path!r}. "
+                f"Got {planes.shape}."
             )
-        del packed
-        mosaic = unpack(planes, info)
+        if (h, w) != packed.shape[1:]:
+            missing = packed.shape[1] * packed.shape[2] - h * w
+            if missing > 0.05 * packed.shape[1] * packed.shape[2]:
+                raise ValueError(
+                    f"Expected a whole-frame prediction {packed.shape} for {path!r} "
+                    f"(set data.eval_crop_size: null). Got a centre crop {planes.shape}."
+                )
+            # whole frames of mixed CFA phases are batched as their common centre crop: the few
+            # packed rows / columns outside it keep the input's values
+            log.warning("%s: %d packed pixels at the border were not predicted; kept as input", path, missing)
+            packed[:, crop.top : crop.top + h, crop.left : crop.left + w] = planes
+            planes = packed
+        mosaic = unpack(planes.astype(np.float32, copy=False), info)
         final = output_path(path, self.out_dir, self.format)
         self.written.append(
             write_output(final, frame, mosaic, self.format, overwrite=self.overwrite, protected=[path])
