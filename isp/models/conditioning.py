@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from isp.nn import MSConv2d, TileConcatConv2d
+
 __all__ = ["CONDITIONING", "ConditionedConv2d", "film_vector"]
 
 CONDITIONING = ("msconv", "tile_concat", "none", "film")
@@ -113,12 +115,8 @@ class ConditionedConv2d(nn.Module):
         conv_args = {"kernel_size": kernel_size, "padding": kernel_size // 2, "padding_mode": padding_mode}
         self.film = None
         if conditioning == "msconv":
-            from isp.nn import MSConv2d
-
             self.conv = MSConv2d(self.in_channels, out_channels, **conv_args, **factory)
         elif conditioning == "tile_concat":
-            from isp.nn import TileConcatConv2d
-
             self.conv = TileConcatConv2d(self.in_channels, out_channels, **conv_args, **factory)
         else:
             self.conv = nn.Conv2d(in_channels[0], out_channels, **conv_args, **factory)

@@ -9,16 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from isp.models import CONDITIONING, ConditionedConv2d, UNet, count_parameters
+from isp.nn import MSConv2d
 
-try:  # MSConv2d/TileConcatConv2d come from isp.nn (issue 2)
-    from isp.nn import MSConv2d, TileConcatConv2d  # noqa: F401
-
-    HAVE_NN = True
-except ImportError:
-    HAVE_NN = False
-
-needs_nn = pytest.mark.skipif(not HAVE_NN, reason="isp.nn.MSConv2d not available yet")
-ALL = [pytest.param(c, marks=needs_nn) if c in ("msconv", "tile_concat") else c for c in CONDITIONING]
+ALL = list(CONDITIONING)
 
 
 def _inputs(n=2, h=12, w=9, seed=0, dtype=torch.float32):
@@ -147,7 +140,6 @@ def test_count_parameters_matches_formula():
     assert count_parameters(film) == expected + film_extra
 
 
-@needs_nn
 def test_msconv_and_tile_concat_compute_the_same_function():
     torch.manual_seed(0)
     tile = _randomise_head(UNet(base_width=4, depth=2, conditioning="tile_concat"))
