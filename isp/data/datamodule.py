@@ -60,9 +60,11 @@ class RawDataModule(L.LightningDataModule):
         crop_size: training crop side in packed pixels (the network sees ``(4, crop_size,
             crop_size)``; ``2 * crop_size`` mosaic pixels); ``None`` trains on whole frames.
         eval_crop_size: centre crop for validation / test / predict in packed pixels; ``None``
-            (default) uses whole frames. Whole frames (for training too) are centre-cropped to the
-            largest packed size that all frames of the split share, so that they batch (the
-            packed size depends on the CFA phase: ``pack`` drops a row / column to reach RGGB).
+            (default) uses whole frames. Whole frames (for training too) and evaluation crops
+            larger than a frame are cut to the largest packed size that all frames of the split
+            share, so that they batch (the packed size depends on the CFA phase too: ``pack``
+            drops a row / column to reach RGGB). A training ``crop_size`` larger than a frame is
+            an error (raised by ``train_dataloader``).
         batch_size: training batch size.
         eval_batch_size: validation / test / predict batch size (default ``batch_size``).
         num_workers: DataLoader worker processes (0: load in the main process).
@@ -153,6 +155,7 @@ class RawDataModule(L.LightningDataModule):
         self.generate = generate
         self.sample_args = dict(sample_args or {})
         self.datasets: dict[str, RawPairDataset] = {}
+        self._crop_error: str | None = None
 
     # data discovery ---------------------------------------------------------------------------
     def _generate_sample(self) -> None:
@@ -181,7 +184,7 @@ class RawDataModule(L.LightningDataModule):
         check_root(root)
         return manifest_pairs(root / (self.manifest or "pairs.csv"), amplify=self.amplify)
 
-    def _dataset(self, pairs: list[Pair], split: str, *, whole_frames_batch: bool = False) -> RawPairDataset:
+    def _dataset(self, pairs: list[Pair], split: str, *, fit_sizes: bool = False) -> RawPairDataset:
         train = split == "train"
         dataset = RawPairDataset(
             [p for p in pairs if p.split == split],
@@ -195,9 +198,25 @@ class RawDataModule(L.LightningDataModule):
             seed=self.seed,
             repeat=self.train_repeat if train else 1,
         )
-        if whole_frames_batch and dataset.crop_size is None and dataset.pairs:
-            dataset.crop_size = dataset.common_shape()
+        if fit_sizes and dataset.pairs:
+            dataset.crop_size = self._fitted_crop(dataset, split)
         return dataset
+
+    def _fitted_crop(self, dataset: RawPairDataset, split: str) -> int | tuple[int, int]:
+        """The crop every frame of the split allows (all items of a batch must have one size)."""
+        h, w = dataset.common_shape()
+        crop = dataset.crop_size
+        if crop is None:
+            return h, w
+        ch, cw = (crop, crop) if isinstance(crop, int) else crop
+        if not dataset.train:
+            return min(ch, h), min(cw, w)
+        if ch > h or cw > w:  # raised when training starts, so that `validate` / `test` still run
+            self._crop_error = (
+                f"Expected `crop_size` {crop} (packed pixels) to fit every training frame; the smallest "
+                f"packed size in the {split!r} split is {h}x{w} (a non-RGGB CFA phase costs a row / column)."
+            )
+        return crop
 
     # Lightning hooks --------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -211,7 +230,7 @@ class RawDataModule(L.LightningDataModule):
         if self.datasets:
             return
         pairs = self.pairs()
-        self.datasets = {split: self._dataset(pairs, split, whole_frames_batch=True) for split in SPLITS}
+        self.datasets = {split: self._dataset(pairs, split, fit_sizes=True) for split in SPLITS}
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         if not self.datasets:
@@ -238,6 +257,10 @@ class RawDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled random crops of the train split."""
+        if not self.datasets:
+            self.setup()
+        if self._crop_error:
+            raise ValueError(self._crop_error)
         return self._loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -233,3 +233,22 @@ def test_synthetic_noise_is_new_each_draw_fixed_for_val_and_reproducible(sample_
     assert not torch.equal(other_rank[0]["image"], a["image"])  # DDP ranks draw differently
     assert torch.equal(val[1]["image"], val[1]["image"])  # validation noise is fixed per item
     assert dm.cache.decodes == 8  # the clean files only, once each (planes and frame together)
+
+
+def test_crop_sizes_are_fitted_to_the_split_at_setup(sample_root, tmp_path):
+    cache = str(tmp_path / "c")
+    dm = RawDataModule(
+        root=str(sample_root), source="sample", crop_size=16, eval_crop_size=40, cache_dir=cache
+    )
+    dm.setup()
+    # eval crops larger than a frame shrink to what every frame of the split has (64x96 mosaics)
+    assert dm.datasets["train"].crop_size == 16
+    h, w = dm.datasets["val"].crop_size
+    assert h in (31, 32) and w == 40
+    assert next(iter(dm.val_dataloader()))["image"].shape[2:] == (h, w)
+    with pytest.raises(
+        ValueError, match=r"`crop_size` 32 .* smallest packed size in the 'train' split is 31x"
+    ):
+        RawDataModule(
+            root=str(sample_root), source="sample", crop_size=32, cache_dir=cache
+        ).train_dataloader()
