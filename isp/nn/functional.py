@@ -313,9 +313,10 @@ def _side_1d(
     x: Tensor, kernels: Tensor, k: int, s: int, d: int, p0: int, p1: int, mode: str, n_classes: int
 ) -> Tensor:
     """Conv1d: ``x (N, C, L)``, ``kernels (n_classes * C_out, C, k)`` -> ``(N, n_classes, C_out, L_out)``."""
-    if p0 or p1:
-        x = F.pad(x, (p0, p1), mode=mode)
-    y = F.conv1d(x, kernels, None, s, 0, d)
+    if mode == "constant" and p0 == p1:
+        y = F.conv1d(x, kernels, None, s, p0, d)
+    else:
+        y = F.conv1d(F.pad(x, (p0, p1), mode=mode) if p0 or p1 else x, kernels, None, s, 0, d)
     return y.view(y.shape[0], n_classes, -1, y.shape[-1])
 
 
@@ -414,15 +415,18 @@ def ms_conv2d(
     if zeros_mode and (row_full or sc_full):
         mc, cls_x, c0, c1 = _class_masks(w, w_out, kw, sw, dw, pl)
     else:
-        mc, cls_x, c0, c1 = torch.ones(1, kw, dtype=torch.float64), None, 0, w_out
+        mc, cls_x, c0, c1 = None, None, 0, w_out
     if zeros_mode and (col_full or sc_full):
         mr, cls_y, r0, r1 = _class_masks(h, h_out, kh, sh, dh, pt)
     else:
-        mr, cls_y, r0, r1 = torch.ones(1, kh, dtype=torch.float64), None, 0, h_out
+        mr, cls_y, r0, r1 = None, None, 0, h_out
+    if (row_full or sc_full) and mc is None:
+        mc = torch.ones(1, kw, dtype=torch.float64)
+    if (col_full or sc_full) and mr is None:
+        mr = torch.ones(1, kh, dtype=torch.float64)
 
-    a = b = t = (
-        None  # row term (N, ncc, C_out, H_out), col term (N, nrc, C_out, W_out), scalar (N, nrc, ncc, C_out)
-    )
+    # row term a (N, ncc, C_out, H_out), col term b (N, nrc, C_out, W_out), scalar t (N, nrc, ncc, C_out)
+    a = b = t = None
     if row is not None:
         if row_full:
             kern = torch.einsum("oihw,cw->coih", row_weight, mc.to(row_weight))

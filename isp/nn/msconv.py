@@ -45,6 +45,10 @@ class MSConv2d(nn.Module):
 
     Without an image (``C1 = 0``) H comes from ``row``, W from ``col``, else from ``size=(H, W)``.
 
+    Works with autograd, ``torch.compile``, channels_last inputs, CPU float16/bfloat16 autocast and
+    ``torch.export`` (tested); ``torch.jit.script`` is not supported (the forward does its class
+    bookkeeping in Python), export is the supported graph capture.
+
     Args:
         in_channels: ``(C1, C2, C3, C4)``; any may be 0 (absent source).
         out_channels: ``C_out``.
