@@ -1,7 +1,10 @@
 """Benchmark MSConv2d against its limit (image-only Conv2d) and tile-concat (issue 2).
 
 Interleaved: every repetition runs each implementation once, in turn, so a slow spell on the shared
-machine hits them all; the table reports medians over the repetitions after warm-up.
+machine hits them all; the table reports medians over the repetitions after warm-up, of wall-clock
+time and of process CPU time. With other jobs on the cores, CPU time with ``--threads 1`` is the
+steadiest measure of the work each implementation does (with more threads, OpenMP threads spin while
+waiting for a preempted peer, so CPU time inflates too).
 
 Peak memory: the torch profiler's allocation events (every CPU tensor allocation and free, in
 order), summed into a running total over one forward (or forward + backward) call; the peak of that
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -39,7 +43,7 @@ GRID = [
     ("bottleneck", 256, 256, 16, (2, 0, 2)),
     ("bottleneck", 256, 256, 16, (2, 2, 2)),
 ]
-IMPLS = ("limit", "msconv", "msconv_full", "tile_concat")
+IMPLS = ("limit", "msconv", "tile_concat")
 
 
 def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int):
@@ -63,14 +67,15 @@ def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int):
     return calls
 
 
-def run_once(fn, backward: bool) -> float:
-    t = time.perf_counter()
+def run_once(fn, backward: bool) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one call (CPU time is steadier on a shared machine)."""
+    t, c = time.perf_counter(), time.process_time()
     if backward:
         fn().sum().backward()
     else:
         with torch.no_grad():
             fn()
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - c
 
 
 def peak_bytes(fn, backward: bool) -> int:
@@ -96,33 +101,47 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="first two grid rows, 5 reps (a smoke run)")
+    parser.add_argument("--with-full", action="store_true", help="also time MSConv2d.from_tile_concat (full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = GRID[:2] if args.quick else GRID
-    reps = 5 if args.quick else args.reps
+    reps = min(args.reps, 5) if args.quick else args.reps
     rows = []
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "reps": reps,
+        "warmup": args.warmup,
+        "load_average_at_start": os.getloadavg(),
+    }
+    impls = (*IMPLS, "msconv_full") if args.with_full else IMPLS
     header = (
-        f"{'layer':13} {'C1->Cout':>9} {'HxW':>7} {'side':>8} | {'pass':7} {'limit ms':>9} {'MS ms':>8} "
-        f"{'MS/lim':>6} {'full/lim':>8} {'TC/MS':>6} | {'MS extra mem':>12}"
+        f"{'layer':12} {'C1->Cout':>8} {'HxW':>7} {'side':>7} | {'pass':7} {'limit ms':>8} {'MS ms':>7} "
+        f"{'MS/lim':>6} {'TC/MS':>5} | {'MS/lim':>6} {'TC/MS':>5} | {'MS extra':>8}"
     )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, float32, CPU")
+    print(f"{'':47}| {'wall-clock medians':^30} | {'CPU-time medians':^12} | {'memory':>8}")
     print(header)
     print("-" * len(header))
     for name, c1, c_out, size, side in grid:
         calls = make(c1, c_out, side, args.batch, size)
         out_bytes = args.batch * c_out * size * size * 4
         for backward in (False, True):
-            times = {k: [] for k in IMPLS}
+            times = {k: [] for k in impls}
+            cpu = {k: [] for k in impls}
             for i in range(args.warmup + reps):
-                for k in IMPLS:
-                    dt = run_once(calls[k], backward)
+                for k in impls:
+                    dt, dc = run_once(calls[k], backward)
                     if i >= args.warmup:
                         times[k].append(dt)
+                        cpu[k].append(dc)
             med = {k: statistics.median(v) for k, v in times.items()}
-            peaks = {k: peak_bytes(calls[k], backward) for k in IMPLS}
+            med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+            peaks = {k: peak_bytes(calls[k], backward) for k in impls}
             rec = {
                 "layer": name,
                 "c1": c1,
@@ -132,31 +151,30 @@ def main() -> None:
                 "batch": args.batch,
                 "pass": "fwd+bwd" if backward else "fwd",
                 "median_s": med,
+                "median_cpu_s": med_cpu,
                 "times_s": times,
+                "cpu_s": cpu,
                 "peak_bytes": peaks,
                 "output_bytes": out_bytes,
                 "msconv_over_limit": med["msconv"] / med["limit"],
-                "full_over_limit": med["msconv_full"] / med["limit"],
                 "tile_over_msconv": med["tile_concat"] / med["msconv"],
+                "cpu_msconv_over_limit": med_cpu["msconv"] / med_cpu["limit"],
+                "cpu_tile_over_msconv": med_cpu["tile_concat"] / med_cpu["msconv"],
                 "msconv_extra_mem_over_output": (peaks["msconv"] - peaks["limit"]) / out_bytes,
             }
+            if args.with_full:
+                rec["full_over_limit"] = med["msconv_full"] / med["limit"]
             rows.append(rec)
             print(
-                f"{name:13} {f'{c1}->{c_out}':>9} {f'{size}x{size}':>7} {str(side).replace(' ', ''):>8} | "
-                f"{rec['pass']:7} {med['limit'] * 1e3:9.2f} {med['msconv'] * 1e3:8.2f} "
-                f"{rec['msconv_over_limit']:6.2f} {rec['full_over_limit']:8.2f} "
-                f"{rec['tile_over_msconv']:6.2f} | "
-                f"{100 * rec['msconv_extra_mem_over_output']:11.1f}%",
+                f"{name:12} {f'{c1}->{c_out}':>8} {f'{size}x{size}':>7} {str(side).replace(' ', ''):>7} | "
+                f"{rec['pass']:7} {med['limit'] * 1e3:8.1f} {med['msconv'] * 1e3:7.1f} "
+                f"{rec['msconv_over_limit']:6.2f} {rec['tile_over_msconv']:5.2f} | "
+                f"{rec['cpu_msconv_over_limit']:6.2f} {rec['cpu_tile_over_msconv']:5.2f} | "
+                f"{100 * rec['msconv_extra_mem_over_output']:7.1f}%",
                 flush=True,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(),
-        "reps": reps,
-        "warmup": args.warmup,
-    }
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {args.out}")
 
