@@ -430,7 +430,7 @@ class StudyConfig:
     n_train: int = 128
     n_test: int = 8
     size: tuple[int, int] = (128, 160)
-    test_crop: int = 64
+    test_crop: int | None = 64
     test_isos: tuple[float, ...] = TEST_ISOS
     data_seed: int = 0
     profile: str = "SonyA7S2"
@@ -455,6 +455,47 @@ def _datamodule(cfg: StudyConfig):
         train_repeat=max(1, 4096 // max(cfg.n_train, 1)),
         seed=cfg.data_seed,
     )
+
+
+def benchmark_steps(
+    cfg: StudyConfig, batch: dict, *, rounds: int = 3, steps: int = 8, warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds of one plain-PyTorch training step (forward, L1, backward, Adam) per variant.
+
+    The variants are interleaved round by round on the same batch, so a slower moment of a shared
+    machine hits them all alike; the median over every timed step is returned.
+
+    Args:
+        cfg: the study configuration (variants, widths).
+        batch: one training batch of the contract.
+        rounds: interleaved rounds.
+        steps: timed steps per variant per round.
+        warmup: untimed steps per variant before the first round.
+    """
+    nets, opts, times = {}, {}, {}
+    for name in cfg.variants:
+        torch.manual_seed(0)
+        nets[name] = build_net(VARIANTS[name], base_width=cfg.base_width, depth=cfg.depth)
+        opts[name] = torch.optim.Adam(nets[name].parameters(), lr=cfg.lr)
+        times[name] = []
+    inputs = (batch["image"], batch["row"], batch["col"], batch["scalar"])
+
+    def step(name: str) -> None:
+        loss = torch.nn.functional.l1_loss(nets[name](*inputs), batch["target"])
+        opts[name].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[name].step()
+
+    for name in cfg.variants:
+        for _ in range(warmup):
+            step(name)
+    for _ in range(rounds):
+        for name in cfg.variants:
+            for _ in range(steps):
+                start = time.perf_counter()
+                step(name)
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def train_run(cfg: StudyConfig, variant: Variant, seed: int) -> tuple[nn.Module, dict]:
@@ -549,6 +590,8 @@ def _setup_lines(cfg: StudyConfig, study: dict) -> list[str]:
     n_test_items = len(next(iter(study["baselines"].values()))["per_image"]) if study["baselines"] else 0
     runs = [r for v in study["variants"].values() for r in v["runs"]]
     total_train = sum(r["train_seconds"] for r in runs)
+    wall = study["config"].get("wall_seconds", 0.0)
+    crop = "whole frames" if cfg.test_crop is None else f"centre {cfg.test_crop}x{cfg.test_crop} packed crop"
     lines = [
         f"Machine: {platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{cfg.threads} torch threads, shared with other jobs while it ran (timings are indicative).",
@@ -558,7 +601,8 @@ def _setup_lines(cfg: StudyConfig, study: dict) -> list[str]:
         f"training wall time {total_train / max(len(runs), 1):.0f} s per run on average, "
         f"{total_train / 60:.1f} min in all ({len(runs)} runs). A tiny budget: the networks are "
         "far "
-        "from converged, so the table compares the variants early in training.",
+        "from converged, so the table compares the variants early in training. Whole study (data, "
+        f"baselines, benchmark, all runs, evaluation): {wall / 60:.1f} min.",
         f"Model: UNet (isp.models.UNet) base_width {cfg.base_width}, depth {cfg.depth}, residual, "
         "zero-initialised "
         "head; the same for every variant except the conditioning and the side inputs it reads.",
@@ -573,10 +617,13 @@ def _setup_lines(cfg: StudyConfig, study: dict) -> list[str]:
         "through `isp.data.RawDataModule(source='synthetic')`.",
         f"Test set: {cfg.n_test} held-out clean frames x {len(cfg.test_isos)} ISO stops "
         f"({', '.join(f'{i:g}' for i in cfg.test_isos)}) = {n_test_items} images, "
-        f"centre {cfg.test_crop}x{cfg.test_crop} packed crop, noise fixed by seed {1000}+stop; the same "
+        f"{crop}, noise fixed by seed 1000 + stop index; the same "
         "images for every method and seed.",
-        "Step time: median wall time of one optimisation step (forward, backward, Adam) from a Lightning "
-        "callback, data loading excluded; parameters: trainable parameters of the network.",
+        "Step time: 'plain' is the median of one forward + L1 + backward + Adam step in plain PyTorch on "
+        "one fixed training batch, the variants interleaved (3 rounds x 8 steps); 'in Lightning' is the "
+        "median optimisation step inside the Trainer during the runs (callback from batch start to batch "
+        "end: data loading excluded, Lightning's hooks and logging included), mean ± std over seeds. "
+        "Parameters: trainable parameters of the network.",
     ]
     if "bm3d_vst" in study["baselines"]:
         sec = study["baselines"]["bm3d_vst"].get("seconds_per_image", math.nan)
@@ -666,11 +713,22 @@ def run_study(cfg: StudyConfig, *, command: str = "", resume: bool = False, log=
     log(f"[{time.perf_counter() - t0:6.0f}s] data ready: {len(test)} test images")
 
     def save() -> None:
+        study["config"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         study["config"]["setup_lines"] = _setup_lines(cfg, study)
         note = _row_noise_note(study)
         study["config"]["notes"] = [note] if note else []
         write_outputs(study, cfg.out)
 
+    if previous and previous.get("step_benchmark"):
+        study["step_benchmark"] = previous["step_benchmark"]
+    else:
+        L.seed_everything(0, verbose=False)
+        batch = next(iter(_datamodule(cfg).train_dataloader()))
+        study["step_benchmark"] = benchmark_steps(cfg, batch)
+        log(
+            f"[{time.perf_counter() - t0:6.0f}s] step benchmark: "
+            + ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in study["step_benchmark"].items())
+        )
     if previous and previous.get("baselines"):
         study["baselines"] = previous["baselines"]
     else:

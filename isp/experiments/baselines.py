@@ -212,6 +212,7 @@ def bm3d_vst(
     row_aware: bool = True,
     profile: str = "np",
     inverse: str = "closed_form",
+    threads: int = 1,
 ) -> np.ndarray:
     """Denoise packed raw planes with GAT -> BM3D -> exact-unbiased-inverse (closed form).
 
@@ -220,8 +221,11 @@ def bm3d_vst(
         noise: the true noise parameters of the image in the same units.
         row_aware: model the row noise as row-constant coloured noise in BM3D's PSD (True) or
             fold it into the white variance (False).
-        profile: the ``bm3d`` profile ("np" is the package's default).
+        profile: the ``bm3d`` profile: "np" (the package's default), "refilter", "vn", "high" or "lc".
         inverse: see :func:`inverse_generalized_anscombe`.
+        threads: worker threads of the BM3D library. 1 (default) gives bit-reproducible results (the
+            package warns that other values vary slightly) and, measured on a shared 2-core machine,
+            was 1.5-3x faster than the package's default 0 ("all cores").
 
     Returns:
         ``(C, h, w)`` float32 denoised planes.
@@ -241,6 +245,19 @@ def bm3d_vst(
     planes = np.asarray(planes)
     if planes.ndim != 3 or min(planes.shape[1:]) < 8:
         raise ValueError(f"Expected `planes` of shape (C, h, w) with h, w >= 8. Got {planes.shape}.")
+    profiles = {
+        "np": bm3d.BM3DProfile,
+        "refilter": bm3d.BM3DProfileRefilter,
+        "vn": bm3d.BM3DProfileVN,
+        "high": bm3d.BM3DProfileHigh,
+        "lc": bm3d.BM3DProfileLC,
+    }
+    if profile not in profiles:
+        raise ValueError(f"Expected `profile` to be one of {sorted(profiles)}. Got {profile!r}.")
+    if not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"Expected `threads` to be an int >= 0 (0: all cores). Got {threads!r}.")
+    pro = profiles[profile]()
+    pro.num_threads = threads
     a = float(noise.gain)
     sigma2 = noise.read_sigma**2 + (0.0 if row_aware else noise.row_sigma**2)
     sigma = math.sqrt(sigma2)
@@ -253,8 +270,8 @@ def bm3d_vst(
             row_var = noise.row_sigma**2 / (a * level + 0.375 * a**2 + sigma2)
             psd = _row_psd(z.shape, 1.0, row_var)
             with _numpy_trapz():
-                d = bm3d.bm3d(t, psd, profile=profile)
+                d = bm3d.bm3d(t, psd, profile=pro)
         else:
-            d = bm3d.bm3d(t, 1.0, profile=profile)
+            d = bm3d.bm3d(t, 1.0, profile=pro)
         out[c] = inverse_generalized_anscombe(np.asarray(d), a, sigma, method=inverse)
     return out

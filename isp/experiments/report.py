@@ -266,7 +266,9 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         "## Overall (all test images)",
         "",
     ]
-    header = ["method", "params", "step time (ms)", *[METRIC_LABELS[m] for m in METRICS]]
+    bench = study.get("step_benchmark", {})
+    header = ["method", "params", "step, plain (ms)", "step in Lightning (ms)"]
+    header += [METRIC_LABELS[m] for m in METRICS]
     rows = []
     for m in methods:
         if "all" not in agg.get(m, {}):
@@ -278,7 +280,8 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
             step = f"{st[0]:.0f} ± {st[1]:.0f}" if len(var["runs"]) > 1 else f"{st[0]:.0f}"
         else:
             step = "-"
-        row = [labels[m], params, step]
+        plain = f"{1000 * bench[m]:.0f}" if m in bench else "-"
+        row = [labels[m], params, plain, step]
         row += [_fmt(agg[m]["all"][k], 2 if k.startswith("psnr") else 4) for k in METRICS]
         rows.append(row)
     lines += _table(header, rows)
@@ -290,8 +293,15 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         rows = []
         for m in methods:
             rows.append(
-                [labels[m], *[_fmt(agg[m][g][metric], 2 if metric.startswith("psnr") else 4)
-                              if g in agg.get(m, {}) else "n/a" for g in bucket_groups]]
+                [
+                    labels[m],
+                    *[
+                        _fmt(agg[m][g][metric], 2 if metric.startswith("psnr") else 4)
+                        if g in agg.get(m, {})
+                        else "n/a"
+                        for g in bucket_groups
+                    ],
+                ]
             )
         lines += _table(header, rows)
 
@@ -329,7 +339,7 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         lines.append("")
     bm = ans.get("over_bm3d", {})
     if bm:
-        lines += ["**How far above BM3D-VST is the default model (msconv)?**", ""]
+        lines += ["**How far above BM3D-VST is the default model (msconv)?** (negative: below it)", ""]
         for metric in ("psnr_raw", "psnr_srgb"):
             parts = ", ".join(f"{bucket_label(g)}: {v:+.2f} dB" for g, v in bm.get(metric, {}).items())
             lines.append(f"- {METRIC_LABELS[metric]}: {parts}.")
@@ -383,8 +393,16 @@ def write_markdown(study: Mapping, path: str | os.PathLike) -> Path:
 
 
 _PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 ]
 
 

@@ -137,6 +137,8 @@ def test_tiny_study_end_to_end(tiny_data):
     study = run_study(cfg, command="python -m isp.experiments.ablation --tiny", log=lambda s: None)
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["variants"]) == {"msconv", "tile_concat"}
+    assert set(doc["step_benchmark"]) == {"msconv", "tile_concat"}
+    assert all(0 < v < 10 for v in doc["step_benchmark"].values())
     runs = {name: {r["seed"]: r for r in v["runs"]} for name, v in doc["variants"].items()}
     # same seed: the same training batches for both variants; another seed: other batches
     assert runs["msconv"][0]["data_fingerprint"] == runs["tile_concat"][0]["data_fingerprint"]
