@@ -134,7 +134,8 @@ def main() -> None:
             times = {k: [] for k in impls}
             cpu = {k: [] for k in impls}
             for i in range(args.warmup + reps):
-                for k in impls:
+                for j in range(len(impls)):  # rotate the order: no implementation always runs first
+                    k = impls[(i + j) % len(impls)]
                     dt, dc = run_once(calls[k], backward)
                     if i >= args.warmup:
                         times[k].append(dt)
