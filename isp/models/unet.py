@@ -7,6 +7,13 @@ convs with LeakyReLU(0.2), 2x2 max-pool down, 2x2 transposed conv up, skip conca
 of the bottleneck and of every decoder stage is a :class:`~isp.models.conditioning.ConditionedConv2d`
 reading the side inputs resampled to that level's height and width.
 
+Scales: raw planes normalised to the white level are dark (means ~0.05-0.3) with noise of a few
+thousandths, while the side inputs are O(1-10) (log2 ISO, log2 exposure, noise vectors). At the
+same weight scale the side inputs swamped the image in the first features and the net stayed at
+the identity for hundreds of steps (measured on the sample data); so the image enters multiplied
+by ``input_scale`` (the residual is divided by it again) and the side inputs by ``side_scale``.
+Both are fixed, documented constants, the same for every conditioning variant.
+
 Initialisation is the same rule for every conditioning variant: each conv and linear layer keeps
 its own ``reset_parameters`` (PyTorch's default, fan-in over all of its inputs), and the 1x1 output
 head starts at zero, so every variant starts as the identity (output = noisy input).
@@ -107,6 +114,9 @@ class UNet(nn.Module):
         depth: number of 2x downsamplings; the bottleneck runs at ``H / 2**depth``.
         conditioning: ``"msconv"`` (default), ``"tile_concat"``, ``"film"`` or ``"none"``.
         residual: add the input to the output (the net predicts the correction).
+        input_scale: the image is multiplied by this on the way in and the predicted correction
+            divided by it on the way out (units of the output = units of the input).
+        side_scale: row, col and scalar inputs are multiplied by this on the way in.
         padding_mode: padding of the 3x3 convs (``"zeros"`` as in SID).
         device: passed to the parameters.
         dtype: passed to the parameters.
@@ -128,11 +138,16 @@ class UNet(nn.Module):
         depth: int = 4,
         conditioning: str = "msconv",
         residual: bool = True,
+        input_scale: float = 8.0,
+        side_scale: float = 0.1,
         padding_mode: str = "zeros",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
+        for name, value in (("input_scale", input_scale), ("side_scale", side_scale)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"Expected `{name}` to be a positive number. Got {value!r}.")
         _check_int("in_channels", in_channels, 1)
         _check_int("out_channels", out_channels, 1)
         for name, value in (("row_channels", row_channels), ("col_channels", col_channels),
@@ -159,6 +174,8 @@ class UNet(nn.Module):
         self.depth = depth
         self.conditioning = conditioning
         self.residual = residual
+        self.input_scale = float(input_scale)
+        self.side_scale = float(side_scale)
         factory = {"device": device, "dtype": dtype}
         widths = [base_width * 2**level for level in range(depth + 1)]
         stage = {"side_channels": self.side_channels, "conditioning": conditioning,
@@ -207,10 +224,11 @@ class UNet(nn.Module):
         h, w = image.shape[-2:]
         multiple = 2**self.depth
         pad_h, pad_w = -h % multiple, -w % multiple
-        x = image
+        x = image * self.input_scale
+        row, col, scalar = (None if v is None else v * self.side_scale for v in (row, col, scalar))
         if pad_h or pad_w:
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
             if row is not None and pad_h:
                 row = F.pad(row, (0, pad_h), mode=mode)
             if col is not None and pad_w:
@@ -228,7 +246,7 @@ class UNet(nn.Module):
         for level in reversed(range(self.depth)):
             x = torch.cat([self.ups[level](x), skips[level]], dim=1)
             x = self.decoders[level](x, rows[level], cols[level], scalar)
-        out = self.head(x)[..., :h, :w]
+        out = self.head(x)[..., :h, :w] / self.input_scale
         return image + out if self.residual else out
 
     def extra_repr(self) -> str:
@@ -236,5 +254,6 @@ class UNet(nn.Module):
         return (
             f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
             f"side_channels={self.side_channels}, base_width={self.base_width}, depth={self.depth}, "
-            f"conditioning={self.conditioning!r}, residual={self.residual}"
+            f"conditioning={self.conditioning!r}, residual={self.residual}, "
+            f"input_scale={self.input_scale:g}, side_scale={self.side_scale:g}"
         )

@@ -55,9 +55,22 @@ def test_crop_matches_explicitly_padded_input(conditioning):
     torch.testing.assert_close(net(x, row, col, sc), ref)
 
 
+@pytest.mark.parametrize("conditioning", ["msconv", "film"])
+def test_input_and_side_scales(conditioning):
+    torch.manual_seed(0)
+    scaled = UNet(base_width=4, depth=2, conditioning=conditioning, input_scale=8, side_scale=0.1)
+    scaled = _randomise_head(scaled)
+    plain = UNet(base_width=4, depth=2, conditioning=conditioning, input_scale=1, side_scale=1)
+    plain.load_state_dict(scaled.state_dict())
+    x, row, col, sc = _inputs()
+    ref = x + (plain(8 * x, 0.1 * row, 0.1 * col, 0.1 * sc) - 8 * x) / 8
+    torch.testing.assert_close(scaled(x, row, col, sc), ref, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(plain(x, row, col, sc), ref)
+
+
 def test_side_inputs_resampled_per_level():
     torch.manual_seed(0)
-    net = UNet(base_width=2, depth=3, conditioning="film")
+    net = UNet(base_width=2, depth=3, conditioning="film", side_scale=1.0)
     x, row, col, sc = _inputs(n=1, h=16, w=24)
     seen = []
     for m in net.modules():
@@ -161,6 +174,8 @@ def test_msconv_and_tile_concat_compute_the_same_function():
         ({"out_channels": 3}, "out_channels"),
         ({"row_channels": -2}, "row_channels"),
         ({"padding_mode": "same"}, "padding_mode"),
+        ({"input_scale": 0}, "input_scale"),
+        ({"side_scale": -1.0}, "side_scale"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):
