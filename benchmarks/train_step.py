@@ -1,0 +1,175 @@
+"""Training-step benchmark of the conditioned UNet, and of the cached DataLoader that feeds it.
+
+    python benchmarks/train_step.py [--base-width 16] [--depth 3] [--batch 8] [--crop 64]
+                                    [--reps 15] [--warmup 3] [--threads N] [--data-root DIR]
+
+1. **Conditioning cost**: one optimiser step (forward, L1 loss, backward, Adam) of the UNet with
+   ``conditioning`` msconv, none and tile_concat on the same random batch. Interleaved: every
+   repetition runs each variant once, in turn, so a slow spell on the shared machine hits them
+   all; medians over repetitions after warm-up. Targets: msconv / none <= 1.05; tile_concat /
+   msconv is reported beside it.
+2. **Data rate**: batches per second that ``RawDataModule.train_dataloader()`` (sample data,
+   decode cache already filled by ``prepare_data``) delivers, against the batches per second the
+   msconv model consumes. Target: >= 3x (data never limits training on the CPU).
+
+Results print as a Markdown table and are saved to ``benchmarks/results/train_step.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from isp.lit import denoise_loss  # noqa: E402
+from isp.models import UNet, count_parameters  # noqa: E402
+
+VARIANTS = ("msconv", "none", "tile_concat")
+
+
+def make_batch(batch: int, crop: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(batch, 4, crop, crop, generator=g) * 0.5
+    return {
+        "image": clean + 0.05 * torch.randn(clean.shape, generator=g),
+        "target": clean,
+        "row": torch.randn(batch, 5, crop, generator=g),
+        "col": torch.randn(batch, 5, crop, generator=g),
+        "scalar": torch.randn(batch, 5, generator=g),
+    }
+
+
+def make_step(net: torch.nn.Module, batch: dict):
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+
+    def step() -> None:
+        pred = net(batch["image"], batch["row"], batch["col"], batch["scalar"])
+        loss = denoise_loss(pred, batch["target"], "l1")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def time_steps(args) -> dict:
+    batch = make_batch(args.batch, args.crop)
+    steps, params = {}, {}
+    for variant in VARIANTS:
+        torch.manual_seed(0)
+        net = UNet(base_width=args.base_width, depth=args.depth, conditioning=variant)
+        steps[variant] = make_step(net, batch)
+        params[variant] = count_parameters(net)
+    times = {v: [] for v in VARIANTS}
+    for rep in range(args.warmup + args.reps):
+        for variant in VARIANTS:
+            t0 = time.perf_counter()
+            steps[variant]()
+            if rep >= args.warmup:
+                times[variant].append(time.perf_counter() - t0)
+    ratios_none = [m / n for m, n in zip(times["msconv"], times["none"], strict=True)]
+    ratios_tile = [t / m for t, m in zip(times["tile_concat"], times["msconv"], strict=True)]
+    return {
+        "median_s": {v: statistics.median(t) for v, t in times.items()},
+        "params": params,
+        "msconv_over_none": statistics.median(ratios_none),
+        "tile_concat_over_msconv": statistics.median(ratios_tile),
+    }
+
+
+def data_rate(args, model_step_s: float) -> dict:
+    from isp.data import RawDataModule
+
+    dm = RawDataModule(
+        root=args.data_root, source="sample", crop_size=args.crop, batch_size=args.batch,
+        num_workers=args.workers, cache_dir=args.cache_dir,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    n = 0
+    t0 = None
+    for epoch in range(100):
+        for i, _ in enumerate(loader):
+            if epoch == 0 and i == 0:
+                t0 = time.perf_counter()  # start after the first batch (worker start-up)
+                continue
+            n += 1
+            if n >= args.data_batches:
+                break
+        if n >= args.data_batches:
+            break
+    elapsed = time.perf_counter() - t0
+    loader_rate = n / elapsed
+    model_rate = 1.0 / model_step_s
+    return {
+        "batches": n,
+        "loader_batches_per_s": loader_rate,
+        "model_batches_per_s": model_rate,
+        "loader_over_model": loader_rate / model_rate,
+        "workers": args.workers,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--base-width", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=64, help="packed pixels")
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--data-root", default="data/sample")
+    parser.add_argument("--cache-dir", default="cache")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--data-batches", type=int, default=60)
+    parser.add_argument("--skip-data", action="store_true")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_step.json"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {
+        "config": vars(args),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+    }
+    result["step"] = time_steps(args)
+    step = result["step"]
+    print(
+        f"UNet base_width={args.base_width} depth={args.depth}, "
+        f"batch {args.batch}x4x{args.crop}x{args.crop}, "
+        f"{args.reps} interleaved reps, {torch.get_num_threads()} threads"
+    )
+    print("| conditioning | params | median step (ms) |")
+    print("|---|---:|---:|")
+    for v in VARIANTS:
+        print(f"| {v} | {step['params'][v]:,} | {1000 * step['median_s'][v]:.1f} |")
+    print(f"\nmsconv / none (median of per-rep ratios): {step['msconv_over_none']:.3f} (target <= 1.05)")
+    print(f"tile_concat / msconv: {step['tile_concat_over_msconv']:.3f}")
+    if not args.skip_data:
+        result["data"] = data_rate(args, step["median_s"]["msconv"])
+        d = result["data"]
+        print(f"\nDataLoader (cached, {d['workers']} workers): {d['loader_batches_per_s']:.1f} batches/s; "
+              f"model consumes {d['model_batches_per_s']:.1f} batches/s; "
+              f"ratio {d['loader_over_model']:.1f}x (target >= 3)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

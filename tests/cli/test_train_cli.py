@@ -1,0 +1,154 @@
+"""train.py (LightningCLI) end to end on the generated sample data: every config, print_config,
+resume with --ckpt_path last, predict, the missing-data error, DDP on two CPU processes."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from train import main
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+TINY = ["--model.net.init_args.base_width", "4", "--model.net.init_args.depth", "2"]
+
+
+def _args(tmp_path, config, root, *extra, subcommand="fit"):
+    return [
+        subcommand, "--config", str(CONFIGS / config),
+        "--data.root", str(root), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.num_workers", "0", "--data.crop_size", "16", "--data.eval_crop_size", "null",
+        "--data.batch_size", "2",
+        *TINY,
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def sid_root(sample_root, tmp_path_factory):
+    """A SID-style layout (list files, Sony/short|long with ids 0/1/2 = train/test/val) of copies
+    of the sample DNGs."""
+    root = tmp_path_factory.mktemp("sid")
+    (root / "Sony" / "short").mkdir(parents=True)
+    (root / "Sony" / "long").mkdir(parents=True)
+    with open(sample_root / "pairs.csv") as f:
+        rows = list(csv.DictReader(f))
+    digit = {"train": "0", "test": "1", "val": "2"}
+    lists = {"train": [], "val": [], "test": []}
+    for i, row in enumerate(rows):
+        sid = f"{digit[row['split']]}{i:04d}"
+        short, long = f"Sony/short/{sid}_00_0.1s.dng", f"Sony/long/{sid}_00_10s.dng"
+        shutil.copyfile(sample_root / row["noisy"], root / short)
+        shutil.copyfile(sample_root / row["clean"], root / long)
+        lists[row["split"]].append(f"./{short} ./{long} ISO200 F9")
+    for split, lines in lists.items():
+        (root / f"Sony_{split}_list.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "config, extra",
+    [
+        ("quickstart.yaml", []),
+        ("pairs.yaml", []),
+        ("synthetic.yaml", ["--data.manifest", "pairs.csv"]),
+        ("sid_sony.yaml", []),
+        # the real two-process run is test_ddp_two_cpu_processes_match_single_process
+        ("ddp.yaml", ["--trainer.devices", "1", "--trainer.strategy", "auto"]),
+    ],
+)
+def test_fast_dev_run_every_config(tmp_path, sample_root, sid_root, config, extra):
+    root = sid_root if config == "sid_sony.yaml" else sample_root
+    cpu = ["--trainer.accelerator", "cpu"]
+    cli = main(_args(tmp_path, config, root, "--trainer.fast_dev_run", "true", *cpu, *extra))
+    metrics = cli.trainer.callback_metrics
+    assert cli.trainer.global_step == 1
+    assert torch.isfinite(metrics["train/loss"]) and torch.isfinite(metrics["val/raw_psnr"])
+    assert cli.model.net.conditioning == "msconv" and cli.model.net.base_width == 4
+
+
+def test_print_config_resolves_defaults_and_links(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--model.monitor", "val/srgb_psnr",
+              "--print_config"])
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["net"]["class_path"] == "isp.models.UNet"
+    assert cfg["model"]["net"]["init_args"]["conditioning"] == "msconv"
+    assert cfg["model"]["optimizer"]["class_path"] == "torch.optim.Adam"
+    assert cfg["checkpoint"]["save_last"] is True
+    assert cfg["data"]["root"] == "data/sample"
+    assert cfg["model"]["monitor"] == "val/srgb_psnr"
+    assert "monitor" not in cfg["checkpoint"]  # linked from model.monitor, not set twice
+
+
+def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
+    common = ["--data.train_repeat", "1", "--trainer.check_val_every_n_epoch", "1",
+              "--trainer.num_sanity_val_steps", "0"]
+    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, *common, "--trainer.max_epochs", "2"))
+    assert cli.trainer.global_step == 4  # 4 train pairs, batch 2, 2 epochs
+    last = tmp_path / "ckpt" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    saved = yaml.safe_load((Path(cli.trainer.log_dir) / "config.yaml").read_text())
+    assert saved["model"]["net"]["init_args"]["base_width"] == 4  # the resolved config is kept
+
+    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, *common, "--trainer.max_epochs", "3",
+                     "--ckpt_path", "last"))
+    assert cli.trainer.global_step == 6 and cli.trainer.current_epoch == 3
+    assert torch.load(last, weights_only=False)["global_step"] == 6
+
+    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, "--ckpt_path", "last", subcommand="predict"))
+    preds = cli.trainer.predict_loop.predictions
+    ckpt = torch.load(last, weights_only=False)["state_dict"]
+    assert torch.equal(cli.model.state_dict()["net.head.weight"], ckpt["net.head.weight"])
+    (batch,) = list(cli.datamodule.predict_dataloader())  # 2 test frames, eval batch 2
+    assert len(preds) == 1 and preds[0].shape == batch["image"].shape
+    with torch.no_grad():
+        torch.testing.assert_close(preds[0], cli.model.eval().denoise(batch))
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    from isp.data import MissingDataError
+
+    with pytest.raises(MissingDataError, match="data.root"):
+        main(_args(tmp_path, "pairs.yaml", tmp_path / "nowhere", "--trainer.fast_dev_run", "true"))
+
+
+def _csv_metrics(log_dir):
+    (path,) = Path(log_dir).rglob("metrics.csv")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for row in rows for k, v in row.items() if v not in ("", None) and k != "step"}
+
+
+def test_ddp_two_cpu_processes_match_single_process(tmp_path, sample_root):
+    """Test metrics (including the ISO buckets) of DDP on 2 CPU processes equal a single process."""
+    one = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto"]
+    train = main(_args(tmp_path, "ddp.yaml", sample_root, *one, "--trainer.max_steps", "2",
+                       "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
+                       "--data.train_repeat", "1"))
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    assert ckpt.is_file() and train.trainer.global_step == 2
+    single = main(_args(tmp_path, "ddp.yaml", sample_root, *one, "--ckpt_path", str(ckpt), subcommand="test"))
+    expected = {k: float(v) for k, v in single.trainer.callback_metrics.items()}
+    ddp_logs = tmp_path / "ddp_logs"
+    cmd = [sys.executable, str(REPO / "train.py"),
+           *_args(tmp_path, "ddp.yaml", sample_root, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+                  "--trainer.strategy", "ddp", "--ckpt_path", str(ckpt),
+                  "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+                  "--trainer.logger.init_args.save_dir", str(ddp_logs), subcommand="test")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = _csv_metrics(ddp_logs)
+    assert "test/raw_psnr" in expected and expected.keys() - {"epoch"} <= got.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    assert expected["test/raw_psnr"] != pytest.approx(expected["test/input_raw_psnr"], abs=1e-3)  # trained
