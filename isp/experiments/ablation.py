@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import math
 import os
 import platform
@@ -411,7 +412,11 @@ class StudyConfig:
         test_isos: ISO stops of the test set (each test frame at each).
         data_seed: seed of the generated frames and of the test noise.
         profile: noise calibration.
-        threads: ``torch.set_num_threads``.
+        threads: ``torch.set_num_threads`` of the study process. 1 by default: on the shared 2-core
+            machine, 2 threads made some steps 10-40x slower (OpenMP threads waiting for each
+            other under contention) while 1 thread was steady.
+        num_workers: DataLoader workers (spawned) synthesising the training noise beside the
+            training thread.
         bm3d: run the BM3D-VST baseline.
         eval_batch_size: batch size at evaluation.
     """
@@ -428,18 +433,19 @@ class StudyConfig:
     base_width: int = 16
     depth: int = 3
     n_train: int = 128
-    n_test: int = 8
+    n_test: int = 6
     size: tuple[int, int] = (128, 160)
-    test_crop: int | None = 64
+    test_crop: int | None = 60
     test_isos: tuple[float, ...] = TEST_ISOS
     data_seed: int = 0
     profile: str = "SonyA7S2"
-    threads: int = 2
+    threads: int = 1
+    num_workers: int = 0
     bm3d: bool = True
     eval_batch_size: int = 8
 
 
-def _datamodule(cfg: StudyConfig):
+def _datamodule(cfg: StudyConfig, num_workers: int | None = None):
     from isp.data.datamodule import RawDataModule
     from isp.noise import SyntheticNoise
 
@@ -450,7 +456,7 @@ def _datamodule(cfg: StudyConfig):
         noise=SyntheticNoise(profile=cfg.profile, iso_range=(100.0, 25600.0), jitter=True),
         crop_size=cfg.crop_size,
         batch_size=cfg.batch_size,
-        num_workers=0,
+        num_workers=cfg.num_workers if num_workers is None else num_workers,
         cache_dir=cfg.cache_dir,
         train_repeat=max(1, 4096 // max(cfg.n_train, 1)),
         seed=cfg.data_seed,
@@ -723,7 +729,7 @@ def run_study(cfg: StudyConfig, *, command: str = "", resume: bool = False, log=
         study["step_benchmark"] = previous["step_benchmark"]
     else:
         L.seed_everything(0, verbose=False)
-        batch = next(iter(_datamodule(cfg).train_dataloader()))
+        batch = next(iter(_datamodule(cfg, num_workers=0).train_dataloader()))
         study["step_benchmark"] = benchmark_steps(cfg, batch)
         log(
             f"[{time.perf_counter() - t0:6.0f}s] step benchmark: "
@@ -812,10 +818,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", type=_size, default=d.size, help="HxW of generated frames (default 128x160)")
     p.add_argument("--test-crop", type=int, default=d.test_crop)
     p.add_argument("--data-seed", type=int, default=d.data_seed)
-    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default 1)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers (default 0)")
     p.add_argument("--no-bm3d", dest="bm3d", action="store_false", help="skip the BM3D-VST baseline")
     p.add_argument("--resume", action="store_true", help="reuse finished runs of OUT/results.json")
     a = p.parse_args(argv)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banner
     cfg = StudyConfig(
         out=a.out,
         data_root=a.data_root,
@@ -834,6 +842,7 @@ def main(argv: list[str] | None = None) -> dict:
         test_crop=a.test_crop,
         data_seed=a.data_seed,
         threads=a.threads,
+        num_workers=a.num_workers,
         bm3d=a.bm3d,
     )
     args = sys.argv[1:] if argv is None else argv

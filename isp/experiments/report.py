@@ -380,10 +380,15 @@ def _atomic_write(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def write_json(study: Mapping, path: str | os.PathLike) -> Path:
-    """Write the study with its aggregate and answers as JSON (atomically); returns the path."""
+    """Write the study with its aggregate and answers as compact JSON (atomically); returns the path.
+
+    Key order: ``config``, ``answers``, ``aggregate``, then the study's raw material (step benchmark,
+    baselines and runs with their per-image metrics).
+    """
     agg = aggregate(study)
-    doc = {**study, "aggregate": agg, "answers": answers(study, agg)}
-    text = json.dumps(doc, indent=1, default=_json_default, allow_nan=True)
+    doc = {"config": study.get("config", {}), "answers": answers(study, agg), "aggregate": agg}
+    doc.update({k: v for k, v in study.items() if k not in doc})
+    text = json.dumps(doc, separators=(",", ":"), default=_json_default, allow_nan=True)
     return _atomic_write(path, (text + "\n").encode())
 
 
