@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +92,24 @@ def test_missing_config_and_missing_file(tmp_path):
     torch.save(torch.zeros(3), path)
     with pytest.raises(CheckpointError, match="found Tensor"):
         load_model(path)
+
+
+@pytest.mark.slow
+def test_real_train_py_checkpoint_loads_and_predicts(sample_root, tmp_path):
+    import train
+
+    ckpt_dir = tmp_path / "ckpt"
+    config = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
+    args = ["fit", "--config", str(config), "--trainer.max_steps=2", "--trainer.max_epochs=1"]
+    args += ["--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.callbacks=[]"]
+    args += ["--trainer.enable_progress_bar=false", f"--checkpoint.dirpath={ckpt_dir}"]
+    args += [f"--data.root={sample_root}", f"--data.cache_dir={tmp_path / 'cache'}", "--data.train_repeat=1"]
+    args += ["--data.crop_size=16", "--data.vector_scale=32.0"]
+    args += ["--model.net.init_args.base_width=4", "--model.net.init_args.depth=2"]
+    train.main(args)
+    loaded = load_model(ckpt_dir / "last.ckpt")
+    assert loaded.model["init_args"]["base_width"] == 4 and loaded.model["init_args"]["depth"] == 2
+    assert loaded.data["vector_scale"] == 32.0  # from the DataModule's saved hyperparameters
+    raw = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
+    for k, v in loaded.net.state_dict().items():
+        assert torch.equal(v, raw["state_dict"][f"net.{k}"]), k
