@@ -190,6 +190,9 @@ def test_losses_and_bad_arguments():
     assert denoise_loss(a, b, "l2").item() == pytest.approx((0.01 + 0.09 + 0.36) / 4)
     expected = np.mean(np.sqrt(np.array([0.0, 0.1, -0.3, 0.6]) ** 2 + 1e-6))
     assert denoise_loss(a, b, "charbonnier").item() == pytest.approx(expected, rel=1e-5)
+    two = torch.stack([torch.full((1, 2, 2), 0.1), torch.full((1, 2, 2), 0.01)])
+    # per-image PSNRs 20 and 40 dB -> loss -30 (pooled MSE would give -22.9)
+    assert denoise_loss(torch.zeros_like(two), two, "psnr").item() == pytest.approx(-30.0, abs=1e-3)
     net = UNet(base_width=2, depth=1, conditioning="none")
     with pytest.raises(ValueError, match="loss"):
         DenoiseModule(net, loss="huber")
