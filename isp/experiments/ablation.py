@@ -87,17 +87,49 @@ class Variant:
     label: str
     conditioning: str
     inputs: str = "full"
+    description: str = ""
 
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
-        Variant("msconv", "msconv (default)", "msconv"),
-        Variant("tile_concat", "tile_concat", "tile_concat"),
-        Variant("film", "film", "film"),
-        Variant("none", "none (blind)", "none"),
-        Variant("msconv_scalars", "msconv, scalars only", "msconv", "scalars"),
-        Variant("msconv_flat", "msconv, vectors flattened", "msconv", "flat"),
+        Variant(
+            "msconv",
+            "msconv (default)",
+            "msconv",
+            "full",
+            "MSConv2d at every stage; scalars + per-row and per-column noise vectors",
+        ),
+        Variant(
+            "tile_concat",
+            "tile_concat",
+            "tile_concat",
+            "full",
+            "the same inputs broadcast to constant channels and concatenated (MSConv2d's reference)",
+        ),
+        Variant(
+            "film",
+            "film",
+            "film",
+            "full",
+            "plain convs, per-channel scale/shift from the scalars and the vectors' frame means",
+        ),
+        Variant("none", "none (blind)", "none", "full", "plain convs; no side input at all"),
+        Variant(
+            "msconv_scalars",
+            "msconv, scalars only",
+            "msconv",
+            "scalars",
+            "MSConv2d with the 5 scalars only (no row/column vectors)",
+        ),
+        Variant(
+            "msconv_flat",
+            "msconv, vectors flattened",
+            "msconv",
+            "flat",
+            "MSConv2d with the 5 scalars + the frame mean of each of the 5 row and 5 column "
+            "vector channels (15 scalars, no per-row resolution)",
+        ),
     )
 }
 
@@ -760,6 +792,7 @@ def run_study(cfg: StudyConfig, *, command: str = "", resume: bool = False, log=
                 name,
                 {
                     "label": variant.label,
+                    "description": variant.description,
                     "conditioning": variant.conditioning,
                     "inputs": variant.inputs,
                     "parameters": None,
@@ -817,6 +850,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n-test", type=int, default=d.n_test)
     p.add_argument("--size", type=_size, default=d.size, help="HxW of generated frames (default 128x160)")
     p.add_argument("--test-crop", type=int, default=d.test_crop)
+    p.add_argument(
+        "--test-isos", nargs="+", type=float, default=list(d.test_isos), help="ISO stops of the test set"
+    )
     p.add_argument("--data-seed", type=int, default=d.data_seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads (default 1)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="DataLoader workers (default 0)")
@@ -840,6 +876,7 @@ def main(argv: list[str] | None = None) -> dict:
         n_test=a.n_test,
         size=tuple(a.size),
         test_crop=a.test_crop,
+        test_isos=tuple(a.test_isos),
         data_seed=a.data_seed,
         threads=a.threads,
         num_workers=a.num_workers,

@@ -263,6 +263,16 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         " raw = packed RGGB planes clipped to [0, 1], sRGB = `isp.render.raw_to_srgb` of the same,"
         " the definitions `isp.lit.DenoiseModule` logs.",
         "",
+        "## Variants",
+        "",
+        *_table(
+            ["variant", "conditioning", "side inputs"],
+            [
+                [v.get("label", k), f"`{v.get('conditioning', '')}`", v.get("description", "")]
+                for k, v in study.get("variants", {}).items()
+            ],
+        ),
+        "",
         "## Overall (all test images)",
         "",
     ]
