@@ -590,7 +590,10 @@ def train_run(cfg: StudyConfig, variant: Variant, seed: int) -> tuple[nn.Module,
 
 
 def _iso_series(study: dict) -> dict:
-    """``{label: (isos, means, stds)}`` of PSNR raw per ISO stop, for the plot."""
+    """``{label: (isos, means, stds)}`` of PSNR raw per ISO stop (seeds every variant finished)."""
+    from isp.experiments.report import complete_seeds
+
+    study = complete_seeds(study)
     series = {}
     methods = [(k, v["label"], [v["per_image"]]) for k, v in study["baselines"].items()]
     methods += [(k, v["label"], [r["per_image"] for r in v["runs"]]) for k, v in study["variants"].items()]

@@ -27,6 +27,7 @@ from isp.experiments.evaluate import METRICS, mean_std
 
 __all__ = [
     "aggregate",
+    "complete_seeds",
     "bucket_label",
     "answers",
     "group_means",
@@ -70,6 +71,29 @@ def group_means(per_image: Sequence[Mapping], groups: Sequence[str]) -> dict[str
     return out
 
 
+def complete_seeds(study: Mapping) -> dict:
+    """The study restricted to the seeds that every variant has finished (a shallow copy).
+
+    An interrupted study (runs go seed by seed) can hold a seed that only some variants reached;
+    comparing variants over different seeds would mix seed noise into the differences, so the
+    tables use the common seeds only. Runs without a ``"seed"`` key are kept.
+
+    Example:
+        >>> s = {"variants": {"a": {"runs": [{"seed": 0}, {"seed": 1}]}, "b": {"runs": [{"seed": 0}]}}}
+        >>> [r["seed"] for r in complete_seeds(s)["variants"]["a"]["runs"]]
+        [0]
+    """
+    variants = study.get("variants", {})
+    seed_sets = [{r.get("seed") for r in v["runs"]} for v in variants.values()]
+    common = set.intersection(*seed_sets) if seed_sets else set()
+    out = dict(study)
+    out["variants"] = {
+        k: {**v, "runs": [r for r in v["runs"] if "seed" not in r or r["seed"] in common]}
+        for k, v in variants.items()
+    }
+    return out
+
+
 def aggregate(study: Mapping) -> dict:
     """Means over images per group, then mean and std over seeds, for every method.
 
@@ -87,6 +111,7 @@ def aggregate(study: Mapping) -> dict:
         >>> aggregate(study)["v"]["all"]["psnr_raw"]
         [31.0, 1.4142135623730951, 2]
     """
+    study = complete_seeds(study)
     groups = list(study["config"]["groups"])
     out: dict = {}
     for name, base in study.get("baselines", {}).items():
@@ -140,6 +165,7 @@ def answers(study: Mapping, agg: Mapping | None = None) -> dict:
     Returns:
         A JSON-ready dict; entries whose methods did not run are left out.
     """
+    study = complete_seeds(study)
     agg = aggregate(study) if agg is None else agg
     out: dict = {}
 
@@ -197,6 +223,9 @@ def bucket_label(name: str) -> str:
     return name
 
 
+_MISSING = (math.nan, 0.0, 0)
+
+
 def _fmt(value: Sequence[float], digits: int) -> str:
     m, s, n = value
     if math.isnan(m):
@@ -232,6 +261,14 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
     """
     agg = aggregate(study) if agg is None else agg
     ans = answers(study, agg) if ans is None else ans
+    full = study
+    study = complete_seeds(study)
+    excluded = [
+        f"{name} seed {r['seed']}"
+        for name, v in full.get("variants", {}).items()
+        for r in v["runs"]
+        if r not in study["variants"][name]["runs"]
+    ]
     cfg = study["config"]
     groups = [g for g in cfg["groups"] if any(g in agg[m] for m in agg)]
     methods = [*study.get("baselines", {}), *study.get("variants", {})]
@@ -256,6 +293,12 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         "",
     ]
     lines += [f"- {line}" for line in cfg.get("setup_lines", [])]
+    if excluded:
+        lines.append(
+            "- Left out of the tables (their seed did not finish for every variant): "
+            + ", ".join(excluded)
+            + "; the raw numbers are in results.json."
+        )
     lines += [
         "",
         "Mean ± sample std over seeds (std 0 for the deterministic baselines). PSNR is the mean over"
@@ -292,7 +335,7 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
             step = "-"
         plain = f"{1000 * bench[m]:.0f}" if m in bench else "-"
         row = [labels[m], params, plain, step]
-        row += [_fmt(agg[m]["all"][k], 2 if k.startswith("psnr") else 4) for k in METRICS]
+        row += [_fmt(agg[m]["all"].get(k, _MISSING), 2 if k.startswith("psnr") else 4) for k in METRICS]
         rows.append(row)
     lines += _table(header, rows)
     for metric in ("psnr_raw", "psnr_srgb", "ssim_srgb"):
@@ -306,7 +349,7 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
                 [
                     labels[m],
                     *[
-                        _fmt(agg[m][g][metric], 2 if metric.startswith("psnr") else 4)
+                        _fmt(agg[m][g].get(metric, _MISSING), 2 if metric.startswith("psnr") else 4)
                         if g in agg.get(m, {})
                         else "n/a"
                         for g in bucket_groups

@@ -164,3 +164,14 @@ def test_tiny_study_end_to_end(tiny_data):
     again = run_study(cfg, command="x", resume=True, log=lambda s: None)
     assert again["variants"]["msconv"]["runs"][1]["train_seconds"] == runs["msconv"][1]["train_seconds"]
     assert not math.isnan(again["variants"]["msconv"]["runs"][0]["step_time_s"])
+
+
+def test_a_seed_not_every_variant_finished_is_left_out_of_the_tables():
+    study = _study(0.1, 0.2)
+    extra = {"seed": 7, "step_time_s": 0.1, "per_image": [{"bucket": "iso_le400", "iso": 100.0,
+                                                            "psnr_raw": 99.0, "psnr_srgb": 99.0}]}
+    study["variants"]["msconv"]["runs"].append(extra)
+    study["config"]["groups"] = ["all", "iso_le400"]
+    assert aggregate(study)["msconv"]["all"]["psnr_raw"][2] == 3  # seed 7 ignored
+    assert aggregate(study)["msconv"]["all"]["psnr_raw"][0] == pytest.approx(40.1)
+    assert "msconv seed 7" in markdown_report(study)
