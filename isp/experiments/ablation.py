@@ -756,6 +756,14 @@ def run_study(cfg: StudyConfig, *, command: str = "", resume: bool = False, log=
     def save() -> None:
         study["config"]["wall_seconds"] = round(time.perf_counter() - t0, 1)
         study["config"]["setup_lines"] = _setup_lines(cfg, study)
+        runs = [r for v in study["variants"].values() for r in v["runs"]]
+        study["config"]["budget_line"] = (
+            f"{cfg.steps} steps x batch {cfg.batch_size} per run, identical for every variant; "
+            f"{len(cfg.seeds)} seeds planned, {len(runs)} runs done; about "
+            f"{np.mean([r['train_seconds'] for r in runs]) if runs else 0:.0f} s of training per run on "
+            f"{cfg.threads} CPU thread(s) of a shared 2-core machine; whole study "
+            f"{study['config']['wall_seconds'] / 60:.0f} min."
+        )
         note = _row_noise_note(study)
         study["config"]["notes"] = [note] if note else []
         write_outputs(study, cfg.out)

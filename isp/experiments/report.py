@@ -319,6 +319,8 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         "## Overall (all test images)",
         "",
     ]
+    if cfg.get("budget_line"):
+        lines += [f"Budget: {cfg['budget_line']}", ""]
     bench = study.get("step_benchmark", {})
     header = ["method", "params", "step, plain (ms)", "step in Lightning (ms)"]
     header += [METRIC_LABELS[m] for m in METRICS]
