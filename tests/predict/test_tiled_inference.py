@@ -113,7 +113,7 @@ def test_conv_matches_untiled_and_side_inputs_are_sliced_per_tile():
     assert (bad - expected).abs().max() > 1e-2
 
 
-def _random_unet(conditioning: str, depth: int = 3, width: int = 4) -> UNet:
+def _random_unet(conditioning: str, depth: int = 2, width: int = 4) -> UNet:
     torch.manual_seed(1)
     net = UNet(base_width=width, depth=depth, conditioning=conditioning).eval()
     nn.init.normal_(net.head.weight, std=0.5)  # the head starts at zero (identity): make it bite
@@ -123,20 +123,20 @@ def _random_unet(conditioning: str, depth: int = 3, width: int = 4) -> UNet:
 
 @pytest.mark.parametrize("conditioning", CONDITIONINGS)
 def test_unet_tiled_equals_untiled(conditioning):
-    # depth 3 (align 8): receptive field radius ~ 2*(1+2+4) + 2*8 + 2*(4+2+1) + pooling ~ 46 px
+    # depth 2 (align 4): receptive field radius 22 px (measured: support of the input gradient)
     net = _random_unet(conditioning)
     torch.manual_seed(2)
-    h, w = 150, 205  # not multiples of 8: the last tiles are padded by the net like the frame
+    h, w = 102, 141  # not multiples of 4: the last tiles are padded by the net like the frame
     x = torch.rand(1, 4, h, w)
     row, col, sc = torch.randn(1, 5, h) * 0.3, torch.randn(1, 5, w) * 0.3, torch.randn(1, 5)
     with torch.inference_mode():
         full = net(x, row, col, sc)
-        tiled = TiledInference(net, tile=128, overlap=112, margin=50)
-        assert tiled.align == 8
+        tiled = TiledInference(net, tile=80, overlap=56, margin=24)  # margin >= receptive radius 22
+        assert tiled.align == 4
         calls = []
         y = tiled(x, row, col, sc, progress=lambda d, t: calls.append((d, t)))
     assert len(calls) > 1 and calls[-1][0] == calls[-1][1] == len(calls)
-    assert (full - x).abs().max() > 0.05  # the net does something
+    assert (full - x).abs().max() > 0.01  # the net does something
     assert (y - full).abs().max() <= 1e-4
 
 
@@ -144,10 +144,10 @@ def test_misaligned_tiles_differ_from_untiled():
     # the same layout with align=1 puts tiles off the pooling grid: the check above can fail
     net = _random_unet("none")
     torch.manual_seed(2)
-    x = torch.rand(1, 4, 150, 205)
+    x = torch.rand(1, 4, 102, 141)
     with torch.inference_mode():
         full = net(x)
-        y = tiled_forward(net, x, tile=127, overlap=111, align=1, margin=50)
+        y = tiled_forward(net, x, tile=79, overlap=56, align=1, margin=24)  # stride 23
     assert (y - full).abs().max() > 1e-3
 
 
