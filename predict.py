@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from isp.inference import size_multiple, tile_grid
 from isp.predict_io import (
     FORMATS,
     OutputExistsError,
@@ -77,13 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]error:[/] {escape(str(err))}")
         return 2
     net = loaded.net.to(device)
+    tile, overlap = args.tile // 2, args.overlap // 2  # packed pixels
+    try:
+        tile_grid(tile, tile, overlap, align=size_multiple(net))
+    except ValueError:
+        align = 2 * size_multiple(net)
+        parser.error(f"--tile {args.tile} / --overlap {args.overlap} do not suit this model: its tiles align "
+                     f"to {align} mosaic pixels: --tile and --tile minus --overlap must be >= {align}")
     files, missing = discover_inputs(args.inputs)
     failures: list[tuple[Path, str]] = list(missing)
     if not files and not missing:
         failures.append((Path(" ".join(args.inputs)), "no raw files found"))
     for path, reason in failures:
         console.print(f"[red]skipped[/] {escape(str(path))}: {escape(reason)}")
-    tile, overlap = args.tile // 2, args.overlap // 2  # packed pixels
     written: list[Path] = []
     inputs = {p.resolve() for p in files}
     claimed: dict[Path, Path] = {}

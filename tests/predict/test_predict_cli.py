@@ -194,3 +194,12 @@ def test_bad_checkpoint_exits_2_naming_it(inputs, tmp_path, capfd):
     code, err = _run([inputs, "--out-dir", tmp_path / "out", "--ckpt", bad], capfd)
     assert code == 2 and "other.pt" in err and "do not fit" in " ".join(err.split())
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "match"), [(511, 32, "even"), (64, 64, "smaller"), (16, 8, "align")]
+)
+def test_bad_tile_arguments_are_usage_errors(inputs, tmp_path, capfd, tile, overlap, match):
+    with pytest.raises(SystemExit) as info:
+        predict.main([str(inputs), "--out-dir", str(tmp_path), f"--tile={tile}", f"--overlap={overlap}"])
+    assert info.value.code == 2 and match in capfd.readouterr().err
