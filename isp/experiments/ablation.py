@@ -435,6 +435,8 @@ class StudyConfig:
         batch_size: training batch size.
         crop_size: training crop side, packed pixels.
         lr: Adam learning rate (cosine decay to 0 over ``steps``).
+        loss: :class:`isp.lit.DenoiseModule` loss; "psnr" (mean over images of the per-image log
+            MSE: the reported metric itself, and the quickstart config's choice) by default.
         base_width: UNet width.
         depth: UNet depth.
         n_train: clean training frames.
@@ -462,6 +464,7 @@ class StudyConfig:
     batch_size: int = 8
     crop_size: int = 48
     lr: float = 1e-3
+    loss: str = "psnr"
     base_width: int = 16
     depth: int = 3
     n_train: int = 128
@@ -549,7 +552,7 @@ def train_run(cfg: StudyConfig, variant: Variant, seed: int) -> tuple[nn.Module,
     net = build_net(variant, base_width=cfg.base_width, depth=cfg.depth)
     module = DenoiseModule(
         net,
-        loss="l1",
+        loss=cfg.loss,
         optimizer=functools.partial(torch.optim.Adam, lr=cfg.lr),
         scheduler=functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=cfg.steps),
         scheduler_interval="step",
@@ -647,7 +650,7 @@ def _setup_lines(cfg: StudyConfig, study: dict) -> list[str]:
         f"Model: UNet (isp.models.UNet) base_width {cfg.base_width}, depth {cfg.depth}, residual, "
         "zero-initialised "
         "head; the same for every variant except the conditioning and the side inputs it reads.",
-        f"Optimisation: isp.lit.DenoiseModule, L1 loss, Adam lr {cfg.lr:g} with cosine decay to 0 "
+        f"Optimisation: isp.lit.DenoiseModule, loss {cfg.loss!r}, Adam lr {cfg.lr:g} with cosine decay to 0 "
         "over the run, "
         "Lightning Trainer(max_steps), no validation; `seed_everything(seed)` before building the net and "
         "again before fitting, so every variant sees the same crops, flips and noise draws for a given seed.",
@@ -855,6 +858,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--crop-size", type=int, default=d.crop_size, help="training crop, packed pixels")
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--loss", default=d.loss, choices=["l1", "l2", "charbonnier", "psnr"])
     p.add_argument("--base-width", type=int, default=d.base_width)
     p.add_argument("--depth", type=int, default=d.depth)
     p.add_argument("--n-train", type=int, default=d.n_train)
@@ -881,6 +885,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=a.batch_size,
         crop_size=a.crop_size,
         lr=a.lr,
+        loss=a.loss,
         base_width=a.base_width,
         depth=a.depth,
         n_train=a.n_train,
