@@ -11,9 +11,12 @@ Usage (``--config`` goes after the subcommand)::
     python train.py fit --help                                                  # every option
 
 The model is :class:`isp.lit.DenoiseModule` around a network given by ``class_path`` (default
-:class:`isp.models.UNet`), the data :class:`isp.data.RawDataModule`. A ``ModelCheckpoint``
-(``--checkpoint.*``) keeps ``last.ckpt`` in ``checkpoint.dirpath`` so that ``--ckpt_path last``
-finds it, and watches the module's ``monitor`` metric (linked, default ``val/raw_psnr``).
+:class:`isp.models.UNet`), the data :class:`isp.data.RawDataModule`. Two ``ModelCheckpoint``s
+write to ``checkpoint.dirpath``: ``--checkpoint.*`` keeps the best by the module's ``monitor``
+metric (linked, default ``val/raw_psnr``); ``--last_checkpoint.*`` overwrites ``last.ckpt`` at
+every save, so ``--ckpt_path last`` resumes from the latest state. (Lightning 2.6's
+``save_last=True`` only refreshes ``last.ckpt`` when a top-k checkpoint is saved, i.e. when the
+metric improved: resuming from it would lose the epochs since.)
 The resolved config is saved as ``config.yaml`` in the run's log folder.
 """
 
@@ -27,22 +30,27 @@ from isp.lit import DenoiseModule
 
 
 class DenoiseCLI(LightningCLI):
-    """LightningCLI with a checkpoint callback that resumes with ``--ckpt_path last``."""
+    """LightningCLI with best and latest checkpoints; resume with ``--ckpt_path last``."""
 
     def add_arguments_to_parser(self, parser) -> None:
         """Checkpoint options, the default network, and the values model and callbacks share."""
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "model.net": {"class_path": "isp.models.UNet"},
                 "checkpoint.dirpath": "runs/checkpoints",
                 "checkpoint.filename": "epoch{epoch:03d}-step{step:06d}",
                 "checkpoint.auto_insert_metric_name": False,
-                "checkpoint.save_last": True,
                 "checkpoint.mode": "max",
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
             }
         )
         parser.link_arguments("model.monitor", "checkpoint.monitor")
+        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
 
 
 def main(args: list[str] | None = None, run: bool = True) -> DenoiseCLI:

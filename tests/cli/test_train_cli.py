@@ -83,15 +83,17 @@ def test_print_config_resolves_defaults_and_links(tmp_path, capsys):
     assert cfg["model"]["net"]["class_path"] == "isp.models.UNet"
     assert cfg["model"]["net"]["init_args"]["conditioning"] == "msconv"
     assert cfg["model"]["optimizer"]["class_path"] == "torch.optim.Adam"
-    assert cfg["checkpoint"]["save_last"] is True
+    assert cfg["last_checkpoint"]["filename"] == "last" and cfg["last_checkpoint"]["monitor"] is None
     assert cfg["data"]["root"] == "data/sample"
     assert cfg["model"]["monitor"] == "val/srgb_psnr"
     assert "monitor" not in cfg["checkpoint"]  # linked from model.monitor, not set twice
+    assert "dirpath" not in cfg["last_checkpoint"]  # linked from checkpoint.dirpath
 
 
 def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
+    # val every epoch; the monitored PSNR need not improve: last.ckpt must still be the latest
     common = ["--data.train_repeat", "1", "--trainer.check_val_every_n_epoch", "1",
-              "--trainer.num_sanity_val_steps", "0"]
+              "--trainer.num_sanity_val_steps", "0", "--model.loss", "psnr"]
     cli = main(_args(tmp_path, "quickstart.yaml", sample_root, *common, "--trainer.max_epochs", "2"))
     assert cli.trainer.global_step == 4  # 4 train pairs, batch 2, 2 epochs
     last = tmp_path / "ckpt" / "last.ckpt"
