@@ -2,6 +2,7 @@
 
     python predict.py INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
                       [--tile 512] [--overlap 32] [--device auto|cpu|cuda] [--overwrite]
+                      [--threads N]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
 ``DIR/<stem>.<ext>``: by default a DNG holding the denoised mosaic in the input's sensor frame with
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=32, help="tile overlap, mosaic pixels, even (default: 32)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")
     return p
 
 
@@ -60,6 +62,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             p.error(f"--{name} must be an even number of mosaic pixels (>= {least}); got {value}")
     if args.overlap >= args.tile:
         p.error(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0; got {args.threads}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
 
@@ -70,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check_args(parser, args)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
     try:
