@@ -100,11 +100,11 @@ def test_real_train_py_checkpoint_loads_and_predicts(sample_root, tmp_path):
 
     ckpt_dir = tmp_path / "ckpt"
     config = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
-    args = ["fit", "--config", str(config), "--trainer.max_steps=2", "--trainer.max_epochs=1"]
-    args += ["--trainer.limit_val_batches=0", "--trainer.logger=false", "--trainer.callbacks=[]"]
+    args = ["fit", "--config", str(config), "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1"]
+    args += ["--trainer.logger=false", "--trainer.callbacks=[]", "--data.batch_size=4"]
     args += ["--trainer.enable_progress_bar=false", f"--checkpoint.dirpath={ckpt_dir}"]
     args += [f"--data.root={sample_root}", f"--data.cache_dir={tmp_path / 'cache'}", "--data.train_repeat=1"]
-    args += ["--data.crop_size=16", "--data.vector_scale=32.0"]
+    args += ["--data.crop_size=16", "--data.eval_crop_size=null", "--data.vector_scale=32.0"]
     args += ["--model.net.init_args.base_width=4", "--model.net.init_args.depth=2"]
     train.main(args)
     loaded = load_model(ckpt_dir / "last.ckpt")
