@@ -102,6 +102,7 @@ def test_real_train_py_checkpoint_loads_and_predicts(sample_root, tmp_path):
     config = Path(__file__).resolve().parents[2] / "configs" / "quickstart.yaml"
     args = ["fit", "--config", str(config), "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1"]
     args += ["--trainer.logger=false", "--trainer.callbacks=[]", "--data.batch_size=4"]
+    args += [f"--trainer.default_root_dir={tmp_path}"]  # the saved config.yaml goes there, not the cwd
     args += ["--trainer.enable_progress_bar=false", f"--checkpoint.dirpath={ckpt_dir}"]
     args += [f"--data.root={sample_root}", f"--data.cache_dir={tmp_path / 'cache'}", "--data.train_repeat=1"]
     args += ["--data.crop_size=16", "--data.eval_crop_size=null", "--data.vector_scale=32.0"]
