@@ -1,7 +1,7 @@
 """Denoise camera raw files from the command line.
 
     python predict.py INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
-                      [--tile 512] [--overlap 32] [--device auto|cpu|cuda] [--overwrite]
+                      [--tile 512] [--overlap 64] [--device auto|cpu|cuda] [--overwrite]
                       [--threads N]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="dng", choices=sorted(FORMATS), help="default: dng")
     p.add_argument("--ckpt", type=Path, default=None, help="train.py .ckpt or .pt+.json (default: shipped)")
     p.add_argument("--tile", type=int, default=512, help="tile size in mosaic pixels, even (default: 512)")
-    p.add_argument("--overlap", type=int, default=32, help="tile overlap, mosaic pixels, even (default: 32)")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap, mosaic pixels, even (default: 64)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")

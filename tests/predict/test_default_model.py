@@ -60,6 +60,6 @@ def test_shipped_files_are_small_and_documented():
     config = json.loads(DEFAULT_CONFIG.read_text())
     assert config["model"]["class_path"] == "isp.models.UNet"
     assert config["metrics"]["val_raw_psnr"] > config["metrics"]["val_input_raw_psnr"]
-    assert "train_default_model" in config["training"]["command"]
+    assert "configs/quickstart.yaml" in config["training"]["command"]
     state = torch.load(DEFAULT_WEIGHTS, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())

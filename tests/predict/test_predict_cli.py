@@ -197,7 +197,7 @@ def test_bad_checkpoint_exits_2_naming_it(inputs, tmp_path, capfd):
 
 
 @pytest.mark.parametrize(
-    ("tile", "overlap", "match"), [(511, 32, "even"), (64, 64, "smaller"), (16, 8, "align")]
+    ("tile", "overlap", "match"), [(511, 32, "even"), (64, 64, "smaller"), (16, 12, "align")]
 )
 def test_bad_tile_arguments_are_usage_errors(inputs, tmp_path, capfd, tile, overlap, match):
     with pytest.raises(SystemExit) as info:
