@@ -2,7 +2,7 @@
 
 The default model is the quickstart's network, trained by the README's main job::
 
-    bash scripts/quickstart.sh                       # or: python train.py fit --config configs/quickstart.yaml
+    bash scripts/quickstart.sh    # or: python train.py fit --config configs/quickstart.yaml
     python scripts/export_default_model.py runs/quickstart/checkpoints/last.ckpt
 
 The checkpoint is read with ``torch.load(weights_only=True)`` (:func:`isp.weights.load_model`), the

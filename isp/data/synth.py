@@ -378,7 +378,8 @@ def generate(
     return out
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` -> ``(H, W)`` for argparse (``ArgumentTypeError`` otherwise)."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -397,7 +398,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--n-train", type=int, default=48, help="train pairs (default 48)")
     parser.add_argument("--n-val", type=int, default=8, help="val pairs (default 8)")
     parser.add_argument("--n-test", type=int, default=8, help="test pairs (default 8)")
-    parser.add_argument("--size", type=_parse_size, default=(256, 384), help="visible HxW (default 256x384)")
+    parser.add_argument("--size", type=parse_size, default=(256, 384), help="visible HxW (default 256x384)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an output made with other arguments"

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from isp.data.synth import parse_size
 from isp.experiments.evaluate import DEFAULT_ISO_EDGES, METRICS, bucket_names, bucket_of, image_metrics
 
 __all__ = [
@@ -833,14 +834,6 @@ def run_study(cfg: StudyConfig, *, command: str = "", resume: bool = False, log=
     return study
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 128x160, got {text!r}") from None
-    return h, w
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Command line: ``python -m isp.experiments.ablation [--steps N --seeds 0 1 2 ...]``."""
     d = StudyConfig()
@@ -863,7 +856,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--depth", type=int, default=d.depth)
     p.add_argument("--n-train", type=int, default=d.n_train)
     p.add_argument("--n-test", type=int, default=d.n_test)
-    p.add_argument("--size", type=_size, default=d.size, help="HxW of generated frames (default 128x160)")
+    p.add_argument("--size", type=parse_size, default=d.size, help="HxW of frames (default 128x160)")
     p.add_argument("--test-crop", type=int, default=d.test_crop)
     p.add_argument(
         "--test-isos", nargs="+", type=float, default=list(d.test_isos), help="ISO stops of the test set"
