@@ -1,7 +1,7 @@
 """Denoise camera raw files from the command line.
 
     python predict.py INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
-                      [--tile 512] [--overlap 64] [--device auto|cpu|cuda] [--overwrite]
+                      [--tile 1024] [--overlap 128] [--device auto|cpu|cuda] [--overwrite]
                       [--threads N]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path, help="where the outputs go (created)")
     p.add_argument("--format", default="dng", choices=sorted(FORMATS), help="default: dng")
     p.add_argument("--ckpt", type=Path, default=None, help="train.py .ckpt or .pt+.json (default: shipped)")
-    p.add_argument("--tile", type=int, default=512, help="tile size in mosaic pixels, even (default: 512)")
-    p.add_argument("--overlap", type=int, default=64, help="tile overlap, mosaic pixels, even (default: 64)")
+    p.add_argument("--tile", type=int, default=1024, help="tile size in mosaic pixels, even (default: 1024)")
+    p.add_argument("--overlap", type=int, default=128, help="tile overlap, mosaic pixels, even (default: 128)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")

@@ -5,7 +5,7 @@
 Measures, in one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
-   (``--tile``/``--overlap`` as predict.py's, default 512/64 mosaic pixels).
+   (``--tile``/``--overlap`` as predict.py's, default 1024/128 mosaic pixels).
 2. **Convolution efficiency**: the network's FLOPs per tile (``torch.utils.flop_counter``) over
    its time per tile, divided by the GFLOP/s of one large ``Conv2d`` (64 -> 64, 3x3, on a
    256x256 map) timed in the same process: how close the network runs to the machine's
@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--megapixels", type=float, default=24.0, help="size of the end-to-end DNG")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.add_argument("--tile", type=int, default=512, help="mosaic pixels, as predict.py")
-    p.add_argument("--overlap", type=int, default=64, help="mosaic pixels, as predict.py")
+    p.add_argument("--tile", type=int, default=1024, help="mosaic pixels, as predict.py")
+    p.add_argument("--overlap", type=int, default=128, help="mosaic pixels, as predict.py")
     p.add_argument("--frame", type=int, default=2048, help="side of the throughput frame (mosaic)")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end run")

@@ -33,9 +33,9 @@ def test_default_model_denoises_without_ckpt(sample_root, tmp_path, capfd):
 
 
 def test_default_settings_tile_like_the_untiled_frame(tmp_path):
-    # predict.py's defaults (--tile 512 --overlap 32 mosaic pixels) on a frame of 2 x 3 tiles
+    # predict.py's defaults (--tile 1024 --overlap 128 mosaic pixels) on a frame of 2 x 2 tiles
     rng = np.random.default_rng(3)
-    h, w, top, left = 600, 900, 8, 16
+    h, w, top, left = 1200, 1800, 8, 16
     yy, xx = np.mgrid[0:h, 0:w]
     clean = 600 + 3000 * (0.5 + 0.4 * np.sin(xx / 7.0) * np.cos(yy / 11.0))
     sensor = np.full((h + top, w + left), 512, np.uint16)
@@ -49,6 +49,7 @@ def test_default_settings_tile_like_the_untiled_frame(tmp_path):
     parser = predict.build_parser()
     defaults = parser.parse_args(["x", "--out-dir", "y"])
     tile, overlap = defaults.tile // 2, defaults.overlap // 2  # packed pixels
+    assert h // 2 > tile and w // 2 > tile  # really tiled in both directions
     tiled = denoise_frame(loaded.net, frame, data=loaded.data, tile=tile, overlap=overlap)
     whole = denoise_frame(loaded.net, frame, data=loaded.data, tile=4096, overlap=0)
     assert np.abs(whole - frame.mosaic).max() > 2e-3  # the model changes the image (noise std 5e-3)
