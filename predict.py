@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="dng", choices=sorted(FORMATS), help="default: dng")
     p.add_argument("--ckpt", type=Path, default=None, help="train.py .ckpt or .pt+.json (default: shipped)")
     p.add_argument("--tile", type=int, default=1024, help="tile size in mosaic pixels, even (default: 1024)")
-    p.add_argument("--overlap", type=int, default=128, help="tile overlap, mosaic pixels, even (default: 128)")
+    p.add_argument("--overlap", type=int, default=128, help="tile overlap in mosaic pixels, even (128)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")
