@@ -183,7 +183,7 @@ class DecodeCache:
                 "version": CACHE_VERSION,
                 "path": path,
                 "cfa": frame.cfa,
-                "shape": list(frame.mosaic.shape),
+                "shape": list(frame.visible_shape),
                 "metadata": _metadata_to_json(frame.metadata),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
