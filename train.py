@@ -14,9 +14,11 @@ The model is :class:`isp.lit.DenoiseModule` around a network given by ``class_pa
 :class:`isp.models.UNet`), the data :class:`isp.data.RawDataModule`. Two ``ModelCheckpoint``s
 write to ``checkpoint.dirpath``: ``--checkpoint.*`` keeps the best by the module's ``monitor``
 metric (linked, default ``val/raw_psnr``); ``--last_checkpoint.*`` overwrites ``last.ckpt`` at
-every save, so ``--ckpt_path last`` resumes from the latest state. (Lightning 2.6's
-``save_last=True`` only refreshes ``last.ckpt`` when a top-k checkpoint is saved, i.e. when the
-metric improved: resuming from it would lose the epochs since.)
+the end of every training epoch (validated or not), so ``--ckpt_path last`` resumes from the
+latest state. (Lightning 2.6's ``save_last=True`` only refreshes ``last.ckpt`` when a top-k
+checkpoint is saved, i.e. when the metric improved, and a checkpoint without a monitor saves
+only after validation when ``check_val_every_n_epoch > 1``: resuming from either would lose
+the epochs since.)
 The resolved config is saved as ``config.yaml`` in the run's log folder.
 """
 
@@ -47,6 +49,7 @@ class DenoiseCLI(LightningCLI):
                 "last_checkpoint.monitor": None,
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.enable_version_counter": False,
+                "last_checkpoint.save_on_train_epoch_end": True,
             }
         )
         parser.link_arguments("model.monitor", "checkpoint.monitor")

@@ -116,6 +116,17 @@ def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
         torch.testing.assert_close(preds[0], cli.model.eval().denoise(batch))
 
 
+def test_last_checkpoint_keeps_epochs_after_the_last_validation(tmp_path, sample_root):
+    # validation every 2 epochs, 3 epochs: the third is never validated but must not be lost
+    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, "--data.train_repeat", "1",
+                     "--trainer.check_val_every_n_epoch", "2", "--trainer.num_sanity_val_steps", "0",
+                     "--trainer.max_epochs", "3"))
+    assert cli.trainer.global_step == 6  # 4 train pairs, batch 2, 3 epochs
+    last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 6 and last["epoch"] == 2
+    assert torch.equal(last["state_dict"]["net.head.weight"], cli.model.net.head.weight.detach())
+
+
 def test_missing_data_root_is_a_clear_error(tmp_path):
     from isp.data import MissingDataError
 
