@@ -36,6 +36,13 @@ TRAINING = (
 )
 
 
+def _epochs_trained(ckpt: dict) -> int | None:
+    """Epochs whose training ran to the end. The checkpoint's ``epoch`` is the 0-based index of the
+    epoch it was saved in (99 after 100 epochs); the fit loop's progress counts processed epochs."""
+    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("total", {})
+    return progress.get("processed", ckpt.get("epoch"))
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("ckpt", type=Path, help="a train.py checkpoint (.ckpt)")
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         "training": {
             "command": TRAINING,
             "config": "configs/quickstart.yaml",
-            "epochs": ckpt.get("epoch"),
+            "epochs": _epochs_trained(ckpt),
             "steps": ckpt.get("global_step"),
             "torch": torch.__version__,
             "lightning": L.__version__,
