@@ -309,6 +309,16 @@ def _class_masks(
     return torch.tensor(masks, dtype=torch.float64), class_of, lo, hi
 
 
+def _unfold_1d(x: Tensor, k: int, s: int, d: int, p0: int, p1: int, mode: str) -> Tensor:
+    """The taps of a 1-d convolution, im2col style: ``x (N, C, L)`` -> ``(N, C k, L_out)``."""
+    xp = F.pad(x, (p0, p1), mode=mode) if p0 or p1 else x
+    u = xp.unfold(2, d * (k - 1) + 1, s)  # (N, C, L_out, d (k - 1) + 1)
+    if d > 1:
+        u = u[..., ::d]
+    n, c, length = u.shape[0], u.shape[1], u.shape[2]
+    return u.permute(0, 1, 3, 2).reshape(n, c * k, length)
+
+
 def _side_1d(
     x: Tensor, kernels: Tensor, k: int, s: int, d: int, p0: int, p1: int, mode: str, n_classes: int
 ) -> Tensor:
@@ -316,13 +326,98 @@ def _side_1d(
     # As an unfold + matmul rather than F.conv1d: these are tiny convs (L ~ 10-1000, C ~ 5), where
     # conv1d's per-call set-up (forward and backward) dominated; measured (one thread, N=8, C=5,
     # L=64, 16 out, k=3, forward + backward) ~190 us against ~300 us. Same sums up to float rounding.
-    xp = F.pad(x, (p0, p1), mode=mode) if p0 or p1 else x
-    u = xp.unfold(2, d * (k - 1) + 1, s)[..., ::d]  # (N, C, L_out, k)
-    n, c, length = u.shape[0], u.shape[1], u.shape[2]
+    u = _unfold_1d(x, k, s, d, p0, p1, mode)
     # (C_out, C k) @ (N, C k, L_out): the result is contiguous (N, C_out, L_out), which the broadcast
     # add_ into the conv output needs to stay fast (a strided column vector made it ~2.5x slower).
-    y = kernels.reshape(kernels.shape[0], c * k) @ u.permute(0, 1, 3, 2).reshape(n, c * k, length)
-    return y.view(n, n_classes, -1, length)
+    y = kernels.reshape(kernels.shape[0], -1) @ u
+    return y.view(u.shape[0], n_classes, -1, u.shape[2])
+
+
+class _CompactSideTerms(torch.autograd.Function):
+    """The compact side terms added into the conv output in place, as one autograd node.
+
+    ``out += bias + W_sc s`` (per channel) ``+ W_row u_row`` (per row) ``+ W_col u_col`` (per
+    column). Written out by hand because the arithmetic is tiny but, as ~15 separate ops per layer (reshape,
+    matmul, view, select, add, expand, their backward nodes), their bookkeeping was most of what
+    msconv cost over a plain conv in the UNet's training step. ``u_row (N, C2 kh, H_out)`` and
+    ``u_col (N, C3 kw, W_out)`` are the unfolded taps (:func:`_unfold_1d`), so a gradient to the
+    row/col inputs flows back through the ordinary unfold ops. The backward is built from
+    differentiable ops, so double backward works too.
+    """
+
+    @staticmethod
+    def forward(ctx, out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias):
+        # bias and scalar term (N, C_out) ride on the row vector (N, C_out, H_out), else on the
+        # column vector; few, fused ops (addmm, baddbmm): at the UNet's sizes the per-op overhead
+        # is comparable to the arithmetic
+        if scalar is None:
+            const = None if bias is None else bias[None, :]
+        elif bias is None:
+            const = scalar @ scalar_weight.t()
+        else:
+            const = torch.addmm(bias, scalar, scalar_weight.t())
+        rows = cols = None
+        if u_row is not None:
+            rows = _matmul_add(row_weight, u_row, const)
+            const = None
+        if u_col is not None:
+            cols = _matmul_add(col_weight, u_col, const)
+            const = None
+        # Each broadcast add_ is one memory-bound pass over `out` (batch 8, 32 x 256 x 256, one
+        # thread: ~11 ms); out.view(N C_out, H, W).baddbmm_([rows, 1], [1; cols]) did both in ~21 ms,
+        # no faster, and its backward was several times slower than the two sums below.
+        if rows is not None:
+            out.add_(rows[:, :, :, None].to(out.dtype))
+        if cols is not None:
+            out.add_(cols[:, :, None, :].to(out.dtype))
+        if const is not None:
+            out.add_(const[:, :, None, None].to(out.dtype))
+        ctx.mark_dirty(out)
+        ctx.save_for_backward(u_row, u_col, scalar, row_weight, col_weight, scalar_weight)
+        ctx.dtype = next(w.dtype for w in (row_weight, col_weight, scalar_weight, bias) if w is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        u_row, u_col, scalar, row_weight, col_weight, scalar_weight = ctx.saved_tensors
+        need = ctx.needs_input_grad  # out, u_row, u_col, scalar, row_w, col_w, scalar_w, bias
+        dtype = ctx.dtype
+        acc = None if grad.dtype == dtype else dtype  # accumulate in the parameters' dtype
+        # sums over W (per row) and over H (per column)
+        g_rows = None if u_row is None else grad.sum(3, dtype=acc)
+        g_cols = None if u_col is None else grad.sum(2, dtype=acc)
+        if g_rows is not None:
+            g_const = g_rows.sum(2)
+        elif g_cols is not None:
+            g_const = g_cols.sum(2)
+        else:
+            g_const = grad.sum((2, 3), dtype=acc)
+        out = [grad, None, None, None, None, None, None, None]
+        for i, u, w, g in ((1, u_row, row_weight, g_rows), (2, u_col, col_weight, g_cols)):
+            if u is None:
+                continue
+            if need[i]:
+                out[i] = (w.reshape(w.shape[0], -1).t() @ g).to(u.dtype)
+            if need[i + 3]:
+                # sum_n g[n] @ u[n]^T
+                out[i + 3] = torch.bmm(g, u.to(dtype).transpose(1, 2)).sum(0).view_as(w)
+        if scalar is not None:
+            if need[3]:
+                out[3] = (g_const @ scalar_weight.to(dtype)).to(scalar.dtype)
+            if need[6]:
+                out[6] = g_const.t() @ scalar.to(dtype)
+        if need[7]:
+            out[7] = g_const.sum(0)
+        return tuple(out)
+
+
+def _matmul_add(weight: Tensor, u: Tensor, const: Tensor | None) -> Tensor:
+    """``weight (C_out, C, k) . u (N, C k, L) [+ const (N or 1, C_out)]`` -> ``(N, C_out, L)``."""
+    w = weight.reshape(weight.shape[0], -1)
+    if const is None:
+        return w @ u
+    n = u.shape[0]
+    return torch.baddbmm(const[:, :, None].expand(n, -1, u.shape[2]), w.expand(n, -1, -1), u)
 
 
 def ms_conv2d(
@@ -430,7 +525,23 @@ def ms_conv2d(
     if (col_full or sc_full) and mr is None:
         mr = torch.ones(1, kh, dtype=torch.float64)
 
-    # row term a (N, ncc, C_out, H_out), col term b (N, nrc, C_out, W_out), scalar t (N, nrc, ncc, C_out)
+    if not (row_full or col_full or sc_full):
+        # compact side kernels: the interior formula everywhere, in one fused in-place node
+        if row is None and col is None and scalar is None and bias is None:
+            return out
+        return _CompactSideTerms.apply(
+            out,
+            None if row is None else _unfold_1d(row, kh, sh, dh, pt, pb, mode),
+            None if col is None else _unfold_1d(col, kw, sw, dw, pl, pr, mode),
+            scalar,
+            None if row is None else row_weight,
+            None if col is None else col_weight,
+            None if scalar is None else scalar_weight,
+            bias,
+        )
+
+    # Full side kernels: row term a (N, ncc, C_out, H_out), col term b (N, nrc, C_out, W_out),
+    # scalar term t (N, nrc, ncc, C_out), one slice per border class (class 0: the interior).
     a = b = t = None
     if row is not None:
         if row_full:
@@ -465,9 +576,7 @@ def ms_conv2d(
     cols = (
         None if b is None else b[:, 0] if const is None or rows is not None else b[:, 0] + const[:, :, None]
     )
-    # Measured (batch 8, 32 x 256 x 256 output, one thread): each broadcast add_ is one memory-bound
-    # pass (~11 ms); out.view(N * C_out, H, W).baddbmm_([rows, 1], [1; cols]) did both in ~21 ms, no
-    # faster than two add_ (~20 ms), so the simpler form stays.
+    # Each broadcast add_ is one memory-bound pass (see _CompactSideTerms).
     if rows is not None:
         out.add_(rows[:, :, :, None].to(out.dtype))
     if cols is not None:

@@ -314,6 +314,57 @@ def test_gradcheck(side_kernels):
     assert torch.autograd.gradcheck(f, (*xs, *params))
 
 
+@pytest.mark.parametrize(
+    "ch, bias, mode, dilation",
+    [
+        ((2, 1, 1, 1), True, "zeros", 1),
+        ((2, 2, 0, 0), False, "reflect", 2),  # row only
+        ((0, 0, 2, 1), True, "circular", 1),  # no image: col and scalar
+        ((2, 0, 0, 2), False, "replicate", 1),  # scalar only: it rides on neither vector
+        ((2, 0, 0, 0), True, "zeros", 1),  # bias only
+    ],
+)
+def test_gradcheck_compact_subsets(ch, bias, mode, dilation):
+    # the compact path is one hand-written autograd node: check its backward (and, since it is
+    # built from differentiable ops, its double backward) for every combination of sources
+    torch.manual_seed(0)
+    m = MSConv2d(ch, 3, 3, padding=dilation, dilation=dilation, bias=bias, padding_mode=mode,
+                 dtype=torch.float64)
+    xs = [None if x is None else x.requires_grad_() for x in sources(ch, 2, 6, 7)]
+    params = (m.weight, m.row_weight, m.col_weight, m.scalar_weight, m.bias)
+    live = [i for i, x in enumerate((*xs, *params)) if x is not None]
+
+    def f(*args):
+        full = [None] * 9
+        for i, a in zip(live, args, strict=True):
+            full[i] = a
+        return ms_conv2d(*full[:4], *full[4:], padding=dilation, dilation=dilation, padding_mode=mode,
+                         size=(6, 7))
+
+    inputs = tuple(x for x in (*xs, *params) if x is not None)
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_compact_matches_unfused_autograd():
+    # values and gradients of the fused compact node against the same sum written with plain ops
+    ch = (3, 2, 2, 2)
+    torch.manual_seed(0)
+    m = MSConv2d(ch, 4, 3, padding=1, dtype=torch.float64)
+    xs = [x.requires_grad_() for x in sources(ch, 2, 5, 6)]
+    out = m(*xs)
+    image, row, col, scalar = xs
+    ref = F.conv2d(image, m.weight, m.bias, padding=1)
+    ref = ref + F.conv1d(row, m.row_weight, padding=1)[..., None]
+    ref = ref + F.conv1d(col, m.col_weight, padding=1)[..., None, :]
+    ref = ref + (scalar @ m.scalar_weight.t())[..., None, None]
+    assert torch.allclose(out, ref, atol=1e-12)
+    g = torch.randn_like(ref)
+    wrt = (*xs, *m.parameters())
+    for a, b in zip(torch.autograd.grad(out, wrt, g), torch.autograd.grad(ref, wrt, g), strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
 def test_every_parameter_gets_a_gradient():
     for m in (
         MSConv2d((2, 1, 2, 1), 3, 3, padding=1),
@@ -368,10 +419,11 @@ def test_channels_last():
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast(dtype):
+@pytest.mark.parametrize("side_kernels", ["compact", "full"])
+def test_autocast(dtype, side_kernels):
     ch = (4, 2, 2, 2)
     torch.manual_seed(0)
-    m = MSConv2d.from_tile_concat(nn.Conv2d(10, 6, 3, padding=1), ch)
+    m = _module(ch, side_kernels)
     xs = sources(ch, 2, 8, 8, torch.float32)
     ref = m(*xs)
     with torch.autocast("cpu", dtype=dtype):
@@ -382,17 +434,32 @@ def test_autocast(dtype):
     assert m.row_weight.grad is not None
 
 
-def test_torch_compile():
+def _module(ch, side_kernels):
+    """A float32 module: compact (a fresh one) or full (from a tile-concat conv, zero padding)."""
+    if side_kernels == "compact":
+        return MSConv2d(ch, 6 if ch[0] == 4 else 3, 3, padding=1)
+    return MSConv2d.from_tile_concat(nn.Conv2d(sum(ch), 6 if ch[0] == 4 else 3, 3, padding=1), ch)
+
+
+@pytest.mark.parametrize("side_kernels", ["compact", "full"])
+def test_torch_compile(side_kernels):
     ch = (2, 1, 1, 1)
-    m = MSConv2d.from_tile_concat(nn.Conv2d(5, 3, 3, padding=1), ch)
-    xs = sources(ch, 2, 6, 6, torch.float32)
+    torch.manual_seed(0)
+    m = _module(ch, side_kernels)
+    xs = [x.requires_grad_() for x in sources(ch, 2, 6, 6, torch.float32)]
     compiled = torch.compile(m)
-    assert torch.allclose(compiled(*xs), m(*xs), atol=1e-5)
+    out, ref = compiled(*xs), m(*xs)
+    assert torch.allclose(out, ref, atol=1e-5)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, [*xs, *m.parameters()], g),
+                    torch.autograd.grad(ref, [*xs, *m.parameters()], g), strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
 
 
-def test_torch_export():
+@pytest.mark.parametrize("side_kernels", ["compact", "full"])
+def test_torch_export(side_kernels):
     ch = (2, 1, 1, 1)
-    m = MSConv2d.from_tile_concat(nn.Conv2d(5, 3, 3, padding=1), ch).eval()
+    m = _module(ch, side_kernels).eval()
     xs = sources(ch, 2, 6, 6, torch.float32)
     exported = torch.export.export(m, tuple(xs))
     assert torch.allclose(exported.module()(*xs), m(*xs), atol=1e-6)
