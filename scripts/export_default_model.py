@@ -36,11 +36,10 @@ TRAINING = (
 )
 
 
-def _epochs_trained(ckpt: dict) -> int | None:
-    """Epochs whose training ran to the end. The checkpoint's ``epoch`` is the 0-based index of the
-    epoch it was saved in (99 after 100 epochs); the fit loop's progress counts processed epochs."""
-    progress = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("total", {})
-    return progress.get("processed", ckpt.get("epoch"))
+def _epochs_trained(ckpt: dict) -> int:
+    """Epochs whose training ran to the end: the fit loop's count of processed epochs (the
+    checkpoint's ``epoch`` is the 0-based index of the epoch it was saved in, 99 after 100)."""
+    return ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
 
 
 def main(argv: list[str] | None = None) -> dict:

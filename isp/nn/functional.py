@@ -337,9 +337,9 @@ class _CompactSideTerms(torch.autograd.Function):
     """The compact side terms added into the conv output in place, as one autograd node.
 
     ``out += bias + W_sc s`` (per channel) ``+ W_row u_row`` (per row) ``+ W_col u_col`` (per
-    column). Written out by hand because the arithmetic is tiny but, as ~15 separate ops per layer (reshape,
-    matmul, view, select, add, expand, their backward nodes), their bookkeeping was most of what
-    msconv cost over a plain conv in the UNet's training step. ``u_row (N, C2 kh, H_out)`` and
+    column). Written out by hand because the arithmetic is tiny but, as ~15 separate ops per layer
+    (reshape, matmul, view, select, add, expand, their backward nodes), their bookkeeping was most
+    of what msconv cost over a plain conv in the UNet's training step. ``u_row (N, C2 kh, H_out)`` and
     ``u_col (N, C3 kw, W_out)`` are the unfolded taps (:func:`_unfold_1d`), so a gradient to the
     row/col inputs flows back through the ordinary unfold ops. The backward is built from
     differentiable ops, so double backward works too.

@@ -423,7 +423,7 @@ def test_channels_last():
 def test_autocast(dtype, side_kernels):
     ch = (4, 2, 2, 2)
     torch.manual_seed(0)
-    m = _module(ch, side_kernels)
+    m = _module(ch, 6, side_kernels)
     xs = sources(ch, 2, 8, 8, torch.float32)
     ref = m(*xs)
     with torch.autocast("cpu", dtype=dtype):
@@ -434,18 +434,18 @@ def test_autocast(dtype, side_kernels):
     assert m.row_weight.grad is not None
 
 
-def _module(ch, side_kernels):
-    """A float32 module: compact (a fresh one) or full (from a tile-concat conv, zero padding)."""
+def _module(ch, out, side_kernels):
+    """A float32 3x3 module: compact (a fresh one) or full (from a tile-concat conv, zero padding)."""
     if side_kernels == "compact":
-        return MSConv2d(ch, 6 if ch[0] == 4 else 3, 3, padding=1)
-    return MSConv2d.from_tile_concat(nn.Conv2d(sum(ch), 6 if ch[0] == 4 else 3, 3, padding=1), ch)
+        return MSConv2d(ch, out, 3, padding=1)
+    return MSConv2d.from_tile_concat(nn.Conv2d(sum(ch), out, 3, padding=1), ch)
 
 
 @pytest.mark.parametrize("side_kernels", ["compact", "full"])
 def test_torch_compile(side_kernels):
     ch = (2, 1, 1, 1)
     torch.manual_seed(0)
-    m = _module(ch, side_kernels)
+    m = _module(ch, 3, side_kernels)
     xs = [x.requires_grad_() for x in sources(ch, 2, 6, 6, torch.float32)]
     compiled = torch.compile(m)
     out, ref = compiled(*xs), m(*xs)
@@ -459,7 +459,7 @@ def test_torch_compile(side_kernels):
 @pytest.mark.parametrize("side_kernels", ["compact", "full"])
 def test_torch_export(side_kernels):
     ch = (2, 1, 1, 1)
-    m = _module(ch, side_kernels).eval()
+    m = _module(ch, 3, side_kernels).eval()
     xs = sources(ch, 2, 6, 6, torch.float32)
     exported = torch.export.export(m, tuple(xs))
     assert torch.allclose(exported.module()(*xs), m(*xs), atol=1e-6)
