@@ -33,6 +33,7 @@ __all__ = [
     "denoised_sensor",
     "discover_inputs",
     "frame_inputs",
+    "inputs_version",
     "output_path",
     "render_srgb",
     "write_denoised_dng",
@@ -338,26 +339,52 @@ def write_output(
 # -- one frame through the network ------------------------------------------------------------------
 
 
-def frame_inputs(
-    frame: RawFrame, *, vector_scale: float | None = None, gain: float = 1.0
-) -> dict[str, torch.Tensor]:
-    """The network's inputs for a whole frame, built as :class:`isp.data.RawPairDataset` builds them.
+def inputs_version(net: torch.nn.Module, data: dict | None = None) -> int:
+    """Which model-input contract ``net`` was trained with (:data:`isp.data.inputs.INPUTS_VERSION`).
 
-    The image is the packed planes times ``gain``; channels 0-3 of the row/column noise vectors
-    (offsets and spreads) are multiplied by ``gain * vector_scale``, the validity channel 4 stays
-    0/1; the scalars are :func:`isp.data.scalars.scalars` of the frame's metadata and ``gain``.
+    ``data["inputs_version"]`` when the weights record it; otherwise read from the network's side
+    channels: ``(7, 5, 8)`` is contract 2 (:func:`isp.data.inputs.model_inputs`), anything else 1.
+    """
+    version = (data or {}).get("inputs_version")
+    if version is not None:
+        return int(version)
+    return 2 if tuple(getattr(net, "side_channels", ())) == (7, 5, 8) else 1
+
+
+def frame_inputs(
+    frame: RawFrame, *, vector_scale: float | None = None, gain: float = 1.0, version: int = 1
+) -> dict[str, torch.Tensor]:
+    """The network's inputs for a whole frame, built as the training data builds them.
+
+    ``version=2``: :func:`isp.data.inputs.model_inputs` (measured noise, whole-row banding
+    estimate; the contract of the models trained on ``source: scenes``). ``version=1``: the
+    packed planes times ``gain``; channels 0-3 of the row/column noise vectors (offsets and
+    spreads) times ``gain * vector_scale``, the validity channel 4 as 0/1; the scalars of
+    :func:`isp.data.scalars.scalars` (the contract of :class:`isp.data.RawPairDataset`).
 
     Args:
         frame: a decoded :class:`isp.raw.RawFrame`.
         vector_scale: the factor the noise vectors were scaled by in training (default:
             ``isp.data.dataset.VECTOR_SCALE``).
         gain: digital amplification of the input (1 for ordinary photos).
+        version: the input contract (see :func:`inputs_version`).
 
     Returns:
-        ``image (1, 4, h, w)``, ``row (1, 5, h)``, ``col (1, 5, w)``, ``scalar (1, 5)`` float32
+        ``image (1, 4, h, w)``, ``row (1, C2, h)``, ``col (1, 5, w)``, ``scalar (1, C4)`` float32
         tensors, plus ``info``: the :class:`isp.raw.PackInfo` that :func:`isp.raw.unpack` needs.
     """
     from isp.data.dataset import VECTOR_SCALE
+
+    if version == 2:
+        from isp.data.inputs import model_inputs
+
+        scale = VECTOR_SCALE if vector_scale is None else vector_scale
+        x = model_inputs(frame, gain=gain, vector_scale=scale)
+        out = {k: torch.from_numpy(getattr(x, k))[None] for k in ("image", "row", "col", "scalar")}
+        out["info"] = x.info
+        return out
+    if version != 1:
+        raise ValueError(f"Expected an input contract version 1 or 2. Got {version!r}.")
     from isp.data.scalars import scalars
     from isp.raw import noise_vectors, pack
 
@@ -410,7 +437,11 @@ def denoise_frame(
 
     data = data or {}
     vector_scale = data.get("vector_scale")
-    inputs = frame_inputs(frame, vector_scale=None if vector_scale is None else float(vector_scale))
+    inputs = frame_inputs(
+        frame,
+        vector_scale=None if vector_scale is None else float(vector_scale),
+        version=inputs_version(net, data),
+    )
     with torch.inference_mode():
         planes = tiled_forward(
             net,

@@ -28,6 +28,10 @@ _EXPORTS = {
     "exposure_gain": "dataset",
     "RawDataModule": "datamodule",
     "frame_window": "window",
+    "SceneMix": "scenes",
+    "SceneDataset": "scenes",
+    "model_inputs": "inputs",
+    "ModelInputs": "inputs",
 }
 
 __all__ = [  # noqa: F822 (loaded lazily by __getattr__)
@@ -37,7 +41,10 @@ __all__ = [  # noqa: F822 (loaded lazily by __getattr__)
     "MissingDataError",
     "Pair",
     "RawDataModule",
+    "ModelInputs",
     "RawPairDataset",
+    "SceneDataset",
+    "SceneMix",
     "SCALAR_CHANNELS",
     "SCALAR_NAMES",
     "VECTOR_SCALE",
@@ -47,6 +54,7 @@ __all__ = [  # noqa: F822 (loaded lazily by __getattr__)
     "exposure_gain",
     "frame_window",
     "manifest_pairs",
+    "model_inputs",
     "random_crop_params",
     "scalars",
     "sid_pairs",

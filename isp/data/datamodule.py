@@ -8,6 +8,9 @@ Choose the data with ``root`` and ``source`` (LightningCLI: ``--data.root``, ``-
                                            input x min(EXIF exposure ratio, max_gain)
     source: synthetic  root: DIR           clean raws under DIR (or DIR/<manifest>'s clean column)
                                            + isp.noise.SyntheticNoise (`noise`) at a random ISO
+    source: scenes     (root unused)       photos / clean raws / dead leaves (`scenes`, an
+                                           isp.data.SceneMix) + a random camera (`camera`, an
+                                           isp.noise.CameraNoise), drawn afresh every item
 
 Every raw file is decoded once into ``cache_dir`` (see :mod:`isp.data.cache`) by
 ``prepare_data``; training reads memory-mapped planes only. DataLoader workers use the
@@ -36,11 +39,13 @@ from torch.utils.data import DataLoader
 from isp.data.cache import DecodeCache, MissingDataError
 from isp.data.dataset import VECTOR_SCALE, RawPairDataset
 from isp.data.sources import SID_LISTS, SPLITS, Pair, check_root, clean_files, manifest_pairs, sid_pairs
+from isp.data.scenes import SceneDataset, SceneMix
 from isp.noise import SyntheticNoise
+from isp.noise.camera import CameraNoise
 
 __all__ = ["RawDataModule"]
 
-Source = Literal["sample", "pairs", "sid", "synthetic"]
+Source = Literal["sample", "pairs", "sid", "synthetic", "scenes"]
 
 
 class RawDataModule(L.LightningDataModule):
@@ -76,6 +81,10 @@ class RawDataModule(L.LightningDataModule):
         train_repeat: random crops per training pair per epoch.
         seed: base seed of crops, flips and synthetic noise.
         generate: ``sample``: generate the set into ``root`` when it is missing.
+        scenes: ``scenes``: the clean scenes (:class:`isp.data.scenes.SceneMix`).
+        camera: ``scenes``: the camera/noise sampler (default ``CameraNoise()``).
+        epoch_size: ``scenes``: training items per epoch.
+        eval_size: ``scenes``: fixed validation / test items.
         sample_args: ``sample``: keyword arguments of ``isp.data.synth.generate`` (``n_train``,
             ``n_val``, ``n_test``, ``size``, ``seed``) used when generating; its defaults otherwise.
 
@@ -106,12 +115,18 @@ class RawDataModule(L.LightningDataModule):
         seed: int = 0,
         generate: bool = True,
         sample_args: dict[str, Any] | None = None,
+        scenes: SceneMix | None = None,
+        camera: CameraNoise | None = None,
+        epoch_size: int = 2000,
+        eval_size: int = 64,
     ) -> None:
         super().__init__()
-        if source not in ("sample", "pairs", "sid", "synthetic"):
+        if source not in ("sample", "pairs", "sid", "synthetic", "scenes"):
             raise ValueError(
-                f"Expected `source` to be 'sample', 'pairs', 'sid' or 'synthetic'. Got {source!r}."
+                f"Expected `source` to be 'sample', 'pairs', 'sid', 'synthetic' or 'scenes'. Got {source!r}."
             )
+        if source == "scenes" and scenes is None:
+            raise ValueError("Expected `scenes` (an isp.data.SceneMix) with source 'scenes'. Got None.")
         if multiprocessing_context not in ("spawn", "forkserver"):
             raise ValueError(
                 f"Expected `multiprocessing_context` to be 'spawn' or 'forkserver' (rawpy is not "
@@ -133,7 +148,11 @@ class RawDataModule(L.LightningDataModule):
                 )
         if source != "synthetic" and noise is not None:
             raise ValueError(f"Expected `noise` only with source 'synthetic'. Got source {source!r}.")
-        self.save_hyperparameters(ignore=["noise"])
+        self.save_hyperparameters(ignore=["noise", "scenes", "camera"])
+        self.scenes = scenes
+        self.camera = camera if camera is not None else CameraNoise()
+        self.epoch_size = epoch_size
+        self.eval_size = eval_size
         self.root = root
         self.source = source
         self.manifest = manifest
@@ -221,6 +240,8 @@ class RawDataModule(L.LightningDataModule):
     # Lightning hooks --------------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Generate the sample set if needed and decode every file into the cache (one process)."""
+        if self.source == "scenes":
+            return
         pairs = self.pairs()
         for split in SPLITS:
             self._dataset(pairs, split).fill_cache()
@@ -228,6 +249,17 @@ class RawDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the train / val / test datasets (cache keys taken here; files must exist)."""
         if self.datasets:
+            return
+        if self.source == "scenes":
+            crop = self.crop_size or 64
+            self.datasets = {
+                split: SceneDataset(
+                    self.scenes, self.camera, crop_size=crop if split == "train" else (self.eval_crop_size or crop),
+                    length=self.epoch_size if split == "train" else self.eval_size,
+                    train=split == "train", seed=self.seed + i, vector_scale=self.vector_scale,
+                )
+                for i, split in enumerate(SPLITS)
+            }
             return
         pairs = self.pairs()
         self.datasets = {split: self._dataset(pairs, split, fit_sizes=True) for split in SPLITS}

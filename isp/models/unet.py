@@ -118,6 +118,10 @@ class UNet(nn.Module):
             divided by it on the way out (units of the output = units of the input).
         side_scale: row, col and scalar inputs are multiplied by this on the way in.
         padding_mode: padding of the 3x3 convs (``"zeros"`` as in SID).
+        noise_map: append the per-pixel noise std ``sqrt(a * max(x, 0) + b)`` of every plane as
+            image channels (Brooks et al. 2019), ``a = 1e-3 * 2**scalar[:, 5]`` and
+            ``b = 1e-5 * 4**scalar[:, 6]`` being the measured noise of
+            :func:`isp.data.inputs.model_inputs` (times ``input_scale``, like the image).
         device: passed to the parameters.
         dtype: passed to the parameters.
 
@@ -141,10 +145,16 @@ class UNet(nn.Module):
         input_scale: float = 8.0,
         side_scale: float = 0.1,
         padding_mode: str = "zeros",
+        noise_map: bool = False,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
+        if noise_map and scalar_channels < 7:
+            raise ValueError(
+                "Expected `scalar_channels` >= 7 with `noise_map=True` (channels 5 and 6 carry the "
+                f"measured noise, see isp.data.inputs). Got {scalar_channels}."
+            )
         for name, value in (("input_scale", input_scale), ("side_scale", side_scale)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"Expected `{name}` to be a positive number. Got {value!r}.")
@@ -176,12 +186,13 @@ class UNet(nn.Module):
         self.residual = residual
         self.input_scale = float(input_scale)
         self.side_scale = float(side_scale)
+        self.noise_map = bool(noise_map)
         factory = {"device": device, "dtype": dtype}
         widths = [base_width * 2**level for level in range(depth + 1)]
         stage = {"side_channels": self.side_channels, "conditioning": conditioning,
                  "padding_mode": padding_mode, **factory}
         self.encoders = nn.ModuleList()
-        previous = in_channels
+        previous = 2 * in_channels if noise_map else in_channels
         for level in range(depth):
             self.encoders.append(UNetStage(previous, widths[level], **stage))
             previous = widths[level]
@@ -225,6 +236,13 @@ class UNet(nn.Module):
         multiple = 2**self.depth
         pad_h, pad_w = -h % multiple, -w % multiple
         x = image * self.input_scale
+        if self.noise_map:
+            if scalar is None:
+                raise ValueError("Expected `scalar` (the measured noise) with `noise_map=True`. Got None.")
+            a = (1e-3 * torch.exp2(scalar[:, 5])).to(image.dtype)[:, None, None, None]
+            b = (1e-5 * torch.exp2(2 * scalar[:, 6])).to(image.dtype)[:, None, None, None]
+            sigma = torch.sqrt(a * image.clamp(min=0) + b)
+            x = torch.cat([x, sigma * self.input_scale], dim=1)
         row, col, scalar = (None if v is None else v * self.side_scale for v in (row, col, scalar))
         if pad_h or pad_w:
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
@@ -255,5 +273,5 @@ class UNet(nn.Module):
             f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
             f"side_channels={self.side_channels}, base_width={self.base_width}, depth={self.depth}, "
             f"conditioning={self.conditioning!r}, residual={self.residual}, "
-            f"input_scale={self.input_scale:g}, side_scale={self.side_scale:g}"
+            f"input_scale={self.input_scale:g}, side_scale={self.side_scale:g}, noise_map={self.noise_map}"
         )

@@ -1,0 +1,262 @@
+"""Clean training scenes with natural texture, made noisy by a random camera on the fly.
+
+Three kinds of clean scene, mixed by weight (:class:`SceneMix`):
+
+- photographs (``images``: folders of PNG/JPEG/TIFF/BMP, searched recursively), unprocessed to
+  camera raw (:mod:`isp.data.unprocess`, Brooks et al. 2019) with a random camera pipeline, each
+  crop downscaled by a random factor of 1-2 (sharper pixels, fewer compression artefacts);
+- clean raws (``raws``: raw files or folders), decoded once and decimated 2x per colour plane
+  (the mean of 2x2 same-colour pixels: four times fewer photons' worth of noise, close to clean);
+- dead leaves (:func:`isp.data.synth.dead_leaves`), edges and gratings no photo set guarantees.
+
+Every item: a clean RGGB camera mosaic of ``context`` times the crop (+2 pixels) at a random CFA phase,
+exposed to a random mean level (log-uniform 0.01..0.35 of white), a :class:`isp.noise.CameraNoise`
+sensor with masked columns, the noisy :class:`~isp.raw.RawFrame` that results, and
+:func:`isp.data.inputs.model_inputs` on it: exactly what ``predict.py`` computes for a file.
+Nothing is copied into the repository; files are read where the user keeps them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from isp.data.inputs import crop_inputs, model_inputs
+from isp.data.synth import dead_leaves, mosaic_from_rgb
+from isp.data.unprocess import random_pipeline, unprocess
+from isp.noise.camera import CameraNoise, synthesize_sensor
+from isp.raw import RawMetadata, frame_from_sensor
+
+__all__ = ["IMAGE_EXTENSIONS", "SceneDataset", "SceneMix", "find_files"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_PHASES = {(0, 0): "RGGB", (0, 1): "GRBG", (1, 0): "GBRG", (1, 1): "BGGR"}
+
+
+def find_files(
+    paths: Sequence[str | os.PathLike], extensions: Sequence[str], exclude: Sequence[str] = ()
+) -> list[str]:
+    """Files under ``paths`` (files or folders, recursive) with one of ``extensions``, sorted.
+
+    Paths containing any string of ``exclude`` are left out. A missing path is an error naming it.
+    """
+    out = []
+    for p in paths:
+        p = Path(p)
+        if p.is_file():
+            candidates = [p]
+        elif p.is_dir():
+            candidates = [q for q in p.rglob("*") if q.is_file()]
+        else:
+            raise FileNotFoundError(f"Expected an existing file or folder of scenes. Got {str(p)!r}.")
+        for q in candidates:
+            if q.suffix.lower() in extensions and not any(e in str(q) for e in exclude):
+                out.append(str(q.resolve()))
+    return sorted(set(out))
+
+
+class SceneMix:
+    """Where the clean scenes come from and in which proportion.
+
+    Args:
+        images: folders or files of photographs (sRGB).
+        raws: folders or files of clean camera raws (decimated 2x per plane).
+        exclude: substrings of file names to leave out (e.g. the development set's scenes).
+        weights: ``(images, raws, dead_leaves)`` sampling weights (a kind without files is skipped).
+        downscale: ``(low, high)`` downscale factor of photo crops.
+    """
+
+    def __init__(
+        self,
+        images: list[str] | None = None,
+        raws: list[str] | None = None,
+        exclude: list[str] | None = None,
+        weights: tuple[float, float, float] = (0.75, 0.1, 0.15),
+        downscale: tuple[float, float] = (1.0, 2.0),
+    ) -> None:
+        from isp.data.sources import RAW_EXTENSIONS
+
+        self.exclude = list(exclude or [])
+        self.images = find_files(images or [], IMAGE_EXTENSIONS, self.exclude)
+        raw_ext = tuple(RAW_EXTENSIONS) + (".crw", ".kdc", ".qtk")
+        self.raws = find_files(raws or [], raw_ext, self.exclude)
+        w = np.array(weights, dtype=np.float64)
+        if w.shape != (3,) or (w < 0).any():
+            raise ValueError(f"Expected `weights` to be three non-negative numbers. Got {weights!r}.")
+        w = w * np.array([bool(self.images), bool(self.raws), True])
+        if w.sum() <= 0:
+            raise ValueError(
+                "Expected a positive weight for a kind of scene that has files (or dead leaves)."
+            )
+        self.weights = w / w.sum()
+        self.downscale = tuple(downscale)
+        self._images: dict[str, np.ndarray] = {}
+        self._raws: dict[str, np.ndarray | None] = {}
+
+    def __repr__(self) -> str:
+        return f"SceneMix({len(self.images)} photos, {len(self.raws)} raws, weights={self.weights.round(3).tolist()})"
+
+    def _image(self, path: str) -> np.ndarray:
+        if path not in self._images:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                self._images[path] = np.asarray(im.convert("RGB"))
+        return self._images[path]
+
+    def _raw(self, path: str) -> np.ndarray | None:
+        """Decimated clean RGGB mosaic of a raw file (None when it cannot be read)."""
+        if path not in self._raws:
+            from isp.raw import RawError, pack, read
+
+            try:
+                planes, _ = pack(read(path))
+            except (RawError, ValueError, OSError):
+                self._raws[path] = None
+                return None
+            c, h, w = planes.shape
+            p = planes[:, : h // 2 * 2, : w // 2 * 2].reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+            mosaic = np.empty((2 * p.shape[1], 2 * p.shape[2]), np.float32)
+            mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = p
+            self._raws[path] = np.clip(mosaic, 0.0, None)
+        return self._raws[path]
+
+    def draw(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, str, np.ndarray, np.ndarray]:
+        """A clean camera mosaic ``(size, size)`` at a random CFA phase, its CFA, WB and colour matrix.
+
+        The mosaic's mean is not normalised (see :class:`SceneDataset`).
+        """
+        pipeline = random_pipeline(rng)
+        full = size + 2
+        kind = int(rng.choice(3, p=self.weights))
+        mosaic = None
+        if kind == 1:
+            m = self._raw(self.raws[int(rng.integers(len(self.raws)))])
+            if m is not None and m.shape[0] >= full and m.shape[1] >= full:
+                y = int(rng.integers(0, (m.shape[0] - full) // 2 + 1)) * 2
+                x = int(rng.integers(0, (m.shape[1] - full) // 2 + 1)) * 2
+                mosaic = m[y : y + full, x : x + full]
+        if kind == 0 and self.images:
+            img = self._image(self.images[int(rng.integers(len(self.images)))])
+            factor = float(rng.uniform(*self.downscale))
+            side = min(int(math.ceil(full * factor)), img.shape[0], img.shape[1])
+            y = int(rng.integers(0, img.shape[0] - side + 1))
+            x = int(rng.integers(0, img.shape[1] - side + 1))
+            patch = img[y : y + side, x : x + side]
+            if side != full:
+                from PIL import Image
+
+                patch = np.asarray(Image.fromarray(patch).resize((full, full), Image.BILINEAR))
+            if rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            if rng.random() < 0.5:
+                patch = patch.transpose(1, 0, 2)
+            cam = unprocess(patch.astype(np.float64) / 255.0, pipeline)
+            mosaic = mosaic_from_rgb(cam, "RGGB")
+        if mosaic is None:
+            cam = dead_leaves((full, full), rng) / pipeline.wb
+            mosaic = mosaic_from_rgb(cam, "RGGB")
+        dy, dx = int(rng.integers(2)), int(rng.integers(2))
+        crop = np.asarray(mosaic[dy : dy + size, dx : dx + size], dtype=np.float32)
+        return crop, _PHASES[(dy, dx)], pipeline.wb, pipeline.cam_to_srgb
+
+
+class SceneDataset(Dataset):
+    """Noisy/clean items from a :class:`SceneMix` and a :class:`~isp.noise.CameraNoise`.
+
+    Args:
+        scenes: the clean scenes.
+        noise: the camera/noise sampler.
+        crop_size: side of the network's input in packed pixels.
+        length: items per epoch.
+        train: fresh random items every time (else item ``i`` is fixed by ``seed`` and ``i``).
+        seed: base seed.
+        level: ``(low, high)`` mean level of a crop as a fraction of white, log-uniform.
+        vector_scale: see :func:`isp.data.inputs.model_inputs`.
+        context: the simulated frame is this many times the crop on each side; the noise and
+            banding are measured on the whole frame (as ``predict.py`` measures a whole file) and
+            the network's crop is cut from it at a random place.
+
+    Items are the batch dict of ``docs/CONTRACTS.md``: ``image, target, row, col, scalar, wb,
+    cam_to_srgb, iso, path``.
+    """
+
+    def __init__(
+        self,
+        scenes: SceneMix,
+        noise: CameraNoise,
+        *,
+        crop_size: int = 64,
+        length: int = 1000,
+        train: bool = True,
+        seed: int = 0,
+        level: tuple[float, float] = (0.01, 0.35),
+        vector_scale: float = 1024.0,
+        context: float = 1.5,
+    ) -> None:
+        if not (isinstance(crop_size, int) and crop_size >= 8):
+            raise ValueError(f"Expected `crop_size` to be an int >= 8 (packed pixels). Got {crop_size!r}.")
+        self.scenes, self.noise, self.crop_size = scenes, noise, crop_size
+        self.length, self.train, self.seed = int(length), train, int(seed)
+        self.level, self.vector_scale = tuple(level), float(vector_scale)
+        if not (isinstance(context, int | float) and context >= 1):
+            raise ValueError(f"Expected `context` to be a number >= 1. Got {context!r}.")
+        self.context = float(context)
+        self.rank = 0
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng([self.seed, self.rank, torch.initial_seed() % 2**63, index])
+        return np.random.default_rng([self.seed, 10**6, index])
+
+    def __getitem__(self, index: int) -> dict:
+        """One item (see the class docstring)."""
+        rng = self._rng(index)
+        c = self.crop_size
+        size = 2 * int(math.ceil(c * self.context)) + 2
+        clean, cfa, wb, cam_to_srgb = self.scenes.draw(size, rng)
+        target_mean = math.exp(rng.uniform(math.log(self.level[0]), math.log(self.level[1])))
+        clean = clean * np.float32(target_mean / max(float(clean.mean()), 1e-6))
+        model = self.noise.sample(rng)
+        sensor = synthesize_sensor(clean, model, rng)
+        meta = RawMetadata(
+            iso=model.exif_iso, exposure_time=model.exposure_time, wb=wb, cam_to_srgb=cam_to_srgb
+        )
+        m = model.masked_columns
+        frame = frame_from_sensor(
+            sensor,
+            cfa=cfa,
+            black_level=model.black,
+            white_level=model.white,
+            active_area=(0, m, size, m + size),
+            metadata=meta,
+        )
+        with warnings.catch_warnings():  # overstated ISOs beyond the clamp range are intended here
+            warnings.simplefilter("ignore")
+            x = model_inputs(frame, vector_scale=self.vector_scale)
+        from isp.raw import pack
+
+        target, _ = pack(clean, cfa)
+        h, w = target.shape[1:]
+        top = int(rng.integers(0, h - c + 1)) if self.train else (h - c) // 2
+        left = int(rng.integers(0, w - c + 1)) if self.train else (w - c) // 2
+        item = crop_inputs(x, top, left, c, c)
+        item = {k: torch.from_numpy(v) for k, v in item.items()}
+        item["target"] = torch.from_numpy(
+            np.ascontiguousarray(target[:, top : top + c, left : left + c], dtype=np.float32)
+        )
+        item["wb"] = torch.as_tensor(wb, dtype=torch.float32)
+        item["cam_to_srgb"] = torch.as_tensor(cam_to_srgb, dtype=torch.float32)
+        item["iso"] = torch.tensor(float(model.exif_iso or 0.0), dtype=torch.float32)
+        item["path"] = f"scene-{self.seed}-{index}"
+        return item
