@@ -197,3 +197,26 @@ def test_bad_forward_inputs():
     with pytest.raises(ValueError, match="film"):
         ConditionedConv2d((4, 0, 0, 0), 8, conditioning="film")
     assert isinstance(net.head, nn.Conv2d)
+
+
+def test_noise_map_channels_are_the_measured_noise_std():
+    net = UNet(row_channels=7, scalar_channels=8, base_width=4, depth=1, conditioning="none", noise_map=True)
+    seen = {}
+    net.encoders[0].conv1.register_forward_hook(lambda m, args, out: seen.update(x=args[0]))
+    image = torch.rand(2, 4, 8, 8) - 0.1
+    scalar = torch.zeros(2, 8)
+    scalar[:, 5] = torch.tensor([1.0, -2.0])  # a = 2e-3, 2.5e-4
+    scalar[:, 6] = torch.tensor([0.5, 0.0])  # b = 2e-5, 1e-5
+    net(image, None, None, scalar)
+    a = torch.tensor([2e-3, 2.5e-4])[:, None, None, None]
+    b = torch.tensor([2e-5, 1e-5])[:, None, None, None]
+    expected = torch.cat([image, torch.sqrt(a * image.clamp(min=0) + b)], dim=1) * net.input_scale
+    torch.testing.assert_close(seen["x"], expected)
+
+
+def test_noise_map_needs_the_noise_scalars():
+    with pytest.raises(ValueError, match="scalar_channels"):
+        UNet(scalar_channels=5, noise_map=True)
+    net = UNet(row_channels=7, scalar_channels=8, base_width=4, depth=1, noise_map=True)
+    with pytest.raises(ValueError, match="scalar"):
+        net(torch.rand(1, 4, 8, 8), torch.rand(1, 7, 8), torch.rand(1, 5, 8), None)

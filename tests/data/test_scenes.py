@@ -1,0 +1,76 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from isp.data import RawDataModule
+from isp.data.scenes import SceneDataset, SceneMix, find_files
+from isp.noise.camera import CameraNoise
+
+CONTENT = Path(__file__).resolve().parents[2].parent / "shared" / "content"
+
+
+@pytest.fixture()
+def photos(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / f"p{i}.png")
+    (tmp_path / "skip_me.png").write_bytes((tmp_path / "p0.png").read_bytes())
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_find_files_filters_extensions_and_excludes(photos):
+    found = find_files([photos], (".png",), exclude=["skip_me"])
+    assert [Path(f).name for f in found] == ["p0.png", "p1.png", "p2.png"]
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        find_files([photos / "nowhere"], (".png",))
+
+
+def test_items_follow_the_batch_contract_and_the_target_is_the_clean_scene(photos):
+    ds = SceneDataset(SceneMix(images=[photos], weights=(1, 0, 0)), CameraNoise(), crop_size=16, length=8)
+    item = ds[0]
+    assert item["image"].shape == item["target"].shape == (4, 16, 16)
+    assert item["row"].shape == (7, 16) and item["col"].shape == (5, 16) and item["scalar"].shape == (8,)
+    noise = (item["image"] - item["target"]).std()
+    assert 0 < noise < 0.5 and item["target"].min() >= 0
+    assert torch.isfinite(item["image"]).all()
+
+
+def test_evaluation_items_are_fixed_and_training_items_fresh(photos):
+    mix = SceneMix(images=[photos], weights=(1, 0, 1))
+    val = SceneDataset(mix, CameraNoise(), crop_size=16, length=4, train=False, seed=3)
+    torch.testing.assert_close(val[2]["image"], val[2]["image"])
+    train = SceneDataset(mix, CameraNoise(), crop_size=16, length=4, train=True)
+    assert not torch.equal(train[0]["target"], val[0]["target"])
+
+
+def test_dead_leaves_alone_need_no_files():
+    mix = SceneMix()
+    assert mix.weights.tolist() == [0.0, 0.0, 1.0]
+    x = SceneDataset(mix, CameraNoise(), crop_size=16, length=1)[0]
+    assert x["target"].mean() > 0
+
+
+def test_datamodule_source_scenes(photos):
+    dm = RawDataModule(
+        source="scenes",
+        scenes=SceneMix(images=[photos]),
+        crop_size=16,
+        eval_crop_size=24,
+        batch_size=2,
+        epoch_size=4,
+        eval_size=2,
+    )
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 4, 16, 16)
+    assert next(iter(dm.val_dataloader()))["image"].shape == (2, 4, 24, 24)
+    with pytest.raises(ValueError, match="scenes"):
+        RawDataModule(source="scenes")
+
+
+@pytest.mark.skipif(not CONTENT.is_dir(), reason="../shared/content is absent (a user's clone)")
+def test_shared_photographs_are_found():
+    assert len(SceneMix(images=[CONTENT]).images) == 314
