@@ -1,14 +1,16 @@
 """Export a train.py checkpoint as the shipped default model (``isp/weights/default.pt`` + ``.json``).
 
-The default model is the quickstart's network, trained by the README's main job::
+The default model is the production recipe's network::
 
-    bash scripts/quickstart.sh    # or: python train.py fit --config configs/quickstart.yaml
-    python scripts/export_default_model.py runs/quickstart/checkpoints/last.ckpt
+    python train.py fit --config configs/production.yaml
+    python scripts/export_default_model.py runs/production/checkpoints/last.ckpt \
+        --config configs/production.yaml --devset ../shared/devset
 
 The checkpoint is read with ``torch.load(weights_only=True)`` (:func:`isp.weights.load_model`), the
-network validated on the whole val frames of the sample set, and written as a weights-only
-``state_dict`` plus a JSON with its architecture, data settings, how it was trained and the
-validation PSNR of the noisy input and of the output.
+network validated through ``predict.py``'s own path (read, model inputs, tiles, unpack) on the
+whole val frames of the sample set, and written as a weights-only ``state_dict`` plus a JSON
+model card: architecture, data settings and input contract, how it was trained, the validation
+PSNR, and with ``--devset`` the development-set results of ``../shared/devset/score.py``.
 """
 
 from __future__ import annotations
@@ -26,14 +28,71 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from isp.data import RawDataModule  # noqa: E402
-from isp.lit import DenoiseModule  # noqa: E402
 from isp.models import count_parameters  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
-TRAINING = (
-    "python train.py fit --config configs/quickstart.yaml  (bash scripts/quickstart.sh); then "
-    "python scripts/export_default_model.py runs/quickstart/checkpoints/last.ckpt"
-)
+
+def _psnr(x, y) -> float:
+    import numpy as np
+
+    return float(-10 * np.log10(np.mean((np.clip(x, 0, 1) - np.clip(y, 0, 1)) ** 2)))
+
+
+def _validate(loaded, root: str) -> dict:
+    """Raw PSNR of input and output on the sample set's val frames, through predict's path."""
+    import numpy as np
+
+    from isp.data.sources import manifest_pairs
+    from isp.predict_io import denoise_frame
+    from isp.raw import read
+
+    dm = RawDataModule(root=root, source="sample")
+    dm.prepare_data()
+    noisy, denoised = [], []
+    for pair in manifest_pairs(Path(root) / "pairs.csv"):
+        if pair.split != "val":
+            continue
+        frame, clean = read(pair.noisy), read(pair.clean).mosaic
+        out = denoise_frame(loaded.net, frame, data=loaded.data, tile=512, overlap=64)
+        noisy.append(_psnr(frame.mosaic, clean))
+        denoised.append(_psnr(out, clean))
+    return {"split": "sample set val (whole frames, predict path)",
+            "val_input_raw_psnr": round(float(np.mean(noisy)), 3),
+            "val_raw_psnr": round(float(np.mean(denoised)), 3)}
+
+
+def _devset(devset: Path) -> dict:
+    """Run ../shared/devset/score.py on the weights just written; per-cell and overall means."""
+    import subprocess
+    import tempfile
+    from collections import defaultdict
+
+    import numpy as np
+
+    results = {}
+    for name in ("physical", "iso-overstated"):
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "rows.json"
+            subprocess.run([sys.executable, str(devset / "score.py"), "--set", name, "--json", str(out)],
+                           cwd=ROOT, check=True, capture_output=True)
+            rows = json.loads(out.read_text())
+        cells = defaultdict(list)
+        for r in rows:
+            cells[f"iso{r['iso']}_{'band' if r['banding'] else 'plain'}"].append(r)
+        gain = [r["denoised"] - r["noisy"] for r in rows]
+        results[name] = {
+            "cases": len(rows),
+            "noisy": round(float(np.mean([r["noisy"] for r in rows])), 2),
+            "bm3d_gat_oracle": round(float(np.nanmean([r["bm3d_gat"] for r in rows])), 2),
+            "isp": round(float(np.mean([r["denoised"] for r in rows])), 2),
+            "mean_gain": round(float(np.mean(gain)), 2),
+            "worst_gain": round(float(np.min(gain)), 2),
+            "cells": {k: {"noisy": round(float(np.mean([r["noisy"] for r in v])), 2),
+                          "bm3d_gat_oracle": round(float(np.nanmean([r["bm3d_gat"] for r in v])), 2),
+                          "isp": round(float(np.mean([r["denoised"] for r in v])), 2)}
+                      for k, v in sorted(cells.items())},
+        }
+    return results
 
 
 def _epochs_trained(ckpt: dict) -> int:
@@ -47,17 +106,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("ckpt", type=Path, help="a train.py checkpoint (.ckpt)")
     p.add_argument("--root", default="data/sample", help="sample set to validate on (generated if missing)")
     p.add_argument("--out", type=Path, default=ROOT / "isp" / "weights")
+    p.add_argument("--config", default="configs/production.yaml", help="the recipe the checkpoint came from")
+    p.add_argument("--devset", type=Path, default=None, help="score on this devset folder (../shared/devset)")
+    p.add_argument("--wall", default=None, help="training wall time and hardware, for the model card")
     args = p.parse_args(argv)
 
+    from isp.predict_io import inputs_version
+
     loaded = load_model(args.ckpt)
-    vector_scale = loaded.data.get("vector_scale")
-    dm_args = {} if vector_scale is None else {"vector_scale": vector_scale}
-    dm = RawDataModule(root=args.root, source="sample", eval_crop_size=None, eval_batch_size=1,
-                       num_workers=0, cache_dir="cache", **dm_args)
-    module = DenoiseModule(loaded.net, num_previews=0)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False)
-    metrics = trainer.validate(module, datamodule=dm, verbose=False)[0]
+    loaded.data["inputs_version"] = inputs_version(loaded.net, loaded.data)
+    metrics = _validate(loaded, args.root)
 
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.out / "default.pt"
@@ -66,29 +124,31 @@ def main(argv: list[str] | None = None) -> dict:
     torch.save(state, tmp)
     os.replace(tmp, weights)
     ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=True)
+    data = {"vector_scale": float(loaded.data.get("vector_scale", 1024.0)),
+            "inputs_version": loaded.data["inputs_version"]}
     config = {
         "model": loaded.model,
-        "data": {"vector_scale": dm.vector_scale},
+        "data": data,
         "training": {
-            "command": TRAINING,
-            "config": "configs/quickstart.yaml",
+            "command": f"python train.py fit --config {args.config}; then python "
+                       f"scripts/export_default_model.py {args.ckpt} --config {args.config}",
+            "config": args.config,
             "epochs": _epochs_trained(ckpt),
             "steps": ckpt.get("global_step"),
+            "wall_time_and_hardware": args.wall,
             "torch": torch.__version__,
             "lightning": L.__version__,
         },
-        "metrics": {
-            "split": "val (whole frames)",
-            "val_input_raw_psnr": round(float(metrics["val/input_raw_psnr"]), 3),
-            "val_raw_psnr": round(float(metrics["val/raw_psnr"]), 3),
-            "val_input_srgb_psnr": round(float(metrics["val/input_srgb_psnr"]), 3),
-            "val_srgb_psnr": round(float(metrics["val/srgb_psnr"]), 3),
-        },
+        "metrics": metrics,
         "parameters": count_parameters(loaded.net),
         "size_bytes": weights.stat().st_size,
     }
-    (args.out / "default.json").write_text(json.dumps(config, indent=2) + "\n")
-    print(json.dumps(config["metrics"]))
+    card = args.out / "default.json"
+    card.write_text(json.dumps(config, indent=2) + "\n")
+    if args.devset is not None:
+        config["devset"] = _devset(args.devset)
+        card.write_text(json.dumps(config, indent=2) + "\n")
+    print(json.dumps({k: config[k] for k in ("metrics", "devset") if k in config}, indent=1))
     return config
 
 

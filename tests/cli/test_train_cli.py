@@ -165,3 +165,28 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path, sample_root):
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
     assert expected["test/raw_psnr"] != pytest.approx(expected["test/input_raw_psnr"], abs=1e-3)  # trained
+
+
+def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    args = [
+        "fit", "--config", str(CONFIGS / "production.yaml"),
+        "--data.scenes.init_args.images", f"[{photos}]", "--data.scenes.init_args.raws", "[]",
+        "--data.num_workers", "0", "--data.crop_size", "16", "--data.eval_crop_size", "16",
+        "--data.batch_size", "2", "--data.eval_size", "2", *TINY,
+        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+    ]
+    cli = main(args)
+    assert cli.trainer.global_step == 1
+    assert torch.isfinite(cli.trainer.callback_metrics["val/raw_psnr"])
+    assert cli.model.net.noise_map and cli.model.net.side_channels == (7, 5, 8)
+    assert len(cli.datamodule.scenes.images) == 2
