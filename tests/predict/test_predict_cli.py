@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-import predict
+from isp.cli import predict
 from isp.models import UNet
 from isp.predict_io import frame_inputs
 from isp.raw import read, unpack
