@@ -29,6 +29,7 @@ __all__ = [
     "RAW_EXTENSIONS",
     "OutputExistsError",
     "atomic_output",
+    "check_finite_output",
     "denoise_frame",
     "denoised_sensor",
     "discover_inputs",
@@ -218,6 +219,7 @@ def denoised_sensor(frame: RawFrame, mosaic: np.ndarray, *, chunk_rows: int = 51
         raise ValueError(
             f"Expected `mosaic` of the visible shape {(bottom - top, right - left)}. Got {mosaic.shape}."
         )
+    check_finite_output(mosaic)
     black = np.asarray(frame.black_level, dtype=np.float32).reshape(2, 2)
     scale = np.float32(frame.white_level) - black
     sensor = frame.sensor.copy()
@@ -233,6 +235,27 @@ def denoised_sensor(frame: RawFrame, mosaic: np.ndarray, *, chunk_rows: int = 51
         dn = np.rint(mosaic[y0:y1].astype(np.float32) * s + b)
         sensor[top + y0 : top + y1, left:right] = np.clip(dn, 0, 65535).astype(np.uint16)
     return sensor
+
+
+def check_finite_output(mosaic: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every value of a denoised mosaic is finite.
+
+    A NaN or infinity would be written as 0 or 65535 DN: nothing is written from such an output.
+
+    Example:
+        >>> try:
+        ...     check_finite_output(np.array([[0.0, np.nan]], np.float32))
+        ... except ValueError as err:
+        ...     print(str(err)[:70])
+        Expected a finite denoised mosaic: the network output holds 1 non-fini
+    """
+    finite = np.isfinite(mosaic)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise ValueError(
+            f"Expected a finite denoised mosaic: the network output holds {bad} non-finite value(s) "
+            f"(NaN or infinity) of {finite.size}; nothing was written."
+        )
 
 
 def write_denoised_dng(path: str | os.PathLike, frame: RawFrame, sensor: np.ndarray) -> None:

@@ -205,3 +205,44 @@ def test_bad_tile_arguments_are_usage_errors(inputs, tmp_path, capfd, tile, over
     with pytest.raises(SystemExit) as info:
         predict.main([str(inputs), "--out-dir", str(tmp_path), f"--tile={tile}", f"--overlap={overlap}"])
     assert info.value.code == 2 and match in capfd.readouterr().err
+
+
+# -- non-finite weights and outputs (issue 14, item 1) ----------------------------------------------
+
+
+def _state_ckpt(tmp_path, name, mutate, **init_args):
+    torch.manual_seed(0)
+    model = {**TINY, "init_args": {**TINY["init_args"], **init_args}}
+    net = UNet(**model["init_args"])
+    state = net.state_dict()
+    mutate(state)
+    path = tmp_path / name
+    torch.save(state, path)
+    path.with_suffix(".json").write_text(json.dumps({"model": model, "data": {"vector_scale": 64.0}}))
+    return path
+
+
+def test_nan_weights_or_config_exit_2_and_write_nothing(inputs, tmp_path, capfd):
+    def nan(state):
+        state["head.weight"].view(-1)[3] = float("nan")
+
+    bad = _state_ckpt(tmp_path, "nan.pt", nan)
+    code, err = _run([inputs, "--out-dir", tmp_path / "out", "--ckpt", bad], capfd)
+    assert code == 2 and "nan.pt" in err and "non-finite" in err
+    assert not (tmp_path / "out").exists()
+    cfg = _state_ckpt(tmp_path, "cfg.pt", lambda state: None)
+    cfg.with_suffix(".json").write_text(json.dumps({"model": TINY, "data": {"vector_scale": float("nan")}}))
+    code, err = _run([inputs, "--out-dir", tmp_path / "out", "--ckpt", cfg], capfd)
+    assert code == 2 and "cfg.pt" in err and "NaN" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_network_output_is_never_written(inputs, tmp_path, capfd):
+    # finite weights and settings whose output overflows float32: correction / 1e-40
+    bad = _state_ckpt(tmp_path, "big.pt", lambda state: state["head.weight"].fill_(0.5), input_scale=1e-40)
+    src = sorted(inputs.glob("*.dng"))[0]
+    for fmt in ("dng", "tiff"):
+        code, err = _run([src, "--out-dir", tmp_path / fmt, "--ckpt", bad, "--format", fmt], capfd)
+        flat = " ".join(err.split())
+        assert code == 1 and src.name in flat and "non-finite" in flat, err
+        assert list((tmp_path / fmt).iterdir()) == []
