@@ -23,6 +23,7 @@ import rawpy
 import tifffile
 
 from .color import cam_to_srgb_from_xyz
+from .dng import DNG_RENDERING_TAGS
 from .errors import RawReadError, UnsupportedRawError
 from .frame import BAYER_PATTERNS, RawFrame, RawMetadata, frame_from_sensor
 
@@ -30,6 +31,8 @@ __all__ = ["read"]
 
 _TIFF_MAGIC = (b"II*\0", b"MM\0*")
 _D65_LIKE = (21, 20, 1, 23, 24)  # D65, D55, Daylight, D50, ISO studio tungsten: preference order
+# LibRaw's sizes.flip -> TIFF Orientation (the inverse of dcraw's "50132467"[orientation & 7])
+_LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 3: 3, 2: 4, 4: 5, 6: 6, 7: 7, 5: 8}
 
 
 @dataclass
@@ -40,6 +43,7 @@ class _TiffInfo:
     xyz_to_cam: np.ndarray | None = None
     iso: float | None = None
     has_cfa: bool = False  # some IFD says PhotometricInterpretation CFA (32803)
+    dng_tags: dict | None = None  # a DNG's rendering tags, {code: (type, count, value)}
 
 
 def _tiff_info(path: str) -> _TiffInfo | None:
@@ -77,8 +81,14 @@ def _tiff_info(path: str) -> _TiffInfo | None:
                     if ill in matrices:
                         info.xyz_to_cam = matrices[ill]
                         break
+            if info.is_dng:
+                info.dng_tags = {}
             for page in pages + [p for p in _subifds(tif, page0)]:
                 info.has_cfa |= int(page.photometric) == 32803
+                if info.dng_tags is not None and (page is page0 or int(page.photometric) == 32803):
+                    for tag in page.tags.values():
+                        if tag.code in DNG_RENDERING_TAGS and tag.code not in info.dng_tags:
+                            info.dng_tags[tag.code] = (int(tag.dtype), int(tag.count), tag.value)
                 offsets, counts = page.dataoffsets, page.databytecounts
                 if len(offsets) and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
                     raise RawReadError(path, f"the file is truncated: image data end beyond its {size} bytes")
@@ -188,6 +198,7 @@ def read(path: str | os.PathLike) -> RawFrame:
             cam_wb = np.asarray(raw.camera_whitebalance, dtype=np.float64)
             day_wb = np.asarray(raw.daylight_whitebalance, dtype=np.float64)
             xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)
+            flip = int(sizes.flip)
     except (UnsupportedRawError, RawReadError):
         raise
     except rawpy.LibRawFileUnsupportedError as exc:
@@ -217,6 +228,8 @@ def read(path: str | os.PathLike) -> RawFrame:
         timestamp=_timestamp(stamp),
         wb=_white_balance(cam_wb, day_wb),
         cam_to_srgb=_cam_to_srgb(xyz_to_cam),
+        orientation=_LIBRAW_FLIP_TO_ORIENTATION.get(flip, 1),
+        dng_tags=dict(info.dng_tags or {}) if info is not None else {},
     )
     if metadata.iso is not None and metadata.iso >= 65535 and info is not None and info.iso:
         metadata.iso = info.iso  # EXIF 2.3 ISOSpeed, for values LibRaw clips at 65535

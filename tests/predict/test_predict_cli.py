@@ -246,3 +246,72 @@ def test_a_non_finite_network_output_is_never_written(inputs, tmp_path, capfd):
         flat = " ".join(err.split())
         assert code == 1 and src.name in flat and "non-finite" in flat, err
         assert list((tmp_path / fmt).iterdir()) == []
+
+
+# -- the input's own colour tags and orientation (issue 14, items 2 and 3) ----------------------------
+
+SHARED = ROOT.parent / "shared" / "realraws"
+COLOUR_TAGS = {
+    274: "Orientation",
+    50708: "UniqueCameraModel",
+    50719: "DefaultCropOrigin",
+    50720: "DefaultCropSize",
+    50721: "ColorMatrix1",
+    50722: "ColorMatrix2",
+    50727: "AnalogBalance",
+    50728: "AsShotNeutral",
+    50730: "BaselineExposure",
+    50731: "BaselineNoise",
+    50732: "BaselineSharpness",
+    50734: "LinearResponseLimit",
+    50778: "CalibrationIlluminant1",
+    50779: "CalibrationIlluminant2",
+}
+
+
+def _tags(path):
+    """The colour and geometry tags of a DNG as stored (IFD0 and the raw IFD), read by tifffile."""
+    out = {}
+    with tifffile.TiffFile(path) as tif:
+        pages = [tif.pages.first]
+        for offset in tif.pages.first.subifds or ():
+            tif.filehandle.seek(offset)
+            pages.append(tifffile.TiffPage(tif, index=0))
+        for page in pages:
+            for tag in page.tags.values():
+                if tag.code in COLOUR_TAGS and tag.code not in out:
+                    value = tag.value
+                    out[COLOUR_TAGS[tag.code]] = value.rstrip("\0") if isinstance(value, str) else value
+    return out
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool writes the test input's DNG tags")
+def test_dng_output_keeps_the_inputs_colour_tags_and_orientation(tiny_ckpt, inputs, tmp_path, capfd):
+    src = tmp_path / "portrait.dng"
+    shutil.copy(sorted(inputs.glob("*.dng"))[0], src)
+    edit = ["-ColorMatrix2=0.9 -0.3 -0.1 -0.4 1.2 0.2 -0.1 0.2 0.6", "-CalibrationIlluminant1#=17",
+            "-CalibrationIlluminant2#=21", "-AnalogBalance=1 1.01 1", "-BaselineExposure=0.35",
+            "-BaselineNoise=0.8", "-BaselineSharpness=1.2", "-LinearResponseLimit=0.9",
+            "-UniqueCameraModel=Acme Sensor 64 (test)", "-Orientation#=6"]
+    # exiftool is the independent writer of the test input
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *edit, str(src)], check=True)
+    expected = _tags(src)
+    assert expected["Orientation"] == 6 and len(expected) == 12  # all but DefaultCrop (not writable)
+    code, err = _run([src, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    out = tmp_path / "out" / "portrait.dng"
+    assert _tags(out) == expected
+    v = subprocess.run(["exiftool", "-validate", "-warning", "-a", str(out)], capture_output=True, text=True)
+    assert v.stdout.split(":", 1)[1].strip() == "OK", v.stdout
+    with rawpy.imread(str(out)) as raw:
+        assert raw.sizes.flip == 6  # LibRaw shows it upright, as the input
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (real camera files) is absent")
+def test_a_real_dng_keeps_all_its_own_colour_tags(tiny_ckpt, tmp_path, capfd):
+    src = SHARED / "canon_550d_magiclantern_colorchart.dng"
+    expected = _tags(src)
+    assert {"ColorMatrix1", "DefaultCropSize", "BaselineExposure", "AnalogBalance"} <= expected.keys()
+    code, err = _run([src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    assert _tags(tmp_path / src.name) == expected
