@@ -4,7 +4,7 @@ numpy only (no torch): the layers above convert. See docs/CONTRACTS.md (isp.raw)
 """
 
 from .dng import DNG_RENDERING_TAGS, write_dng
-from .errors import RawError, RawReadError, UnsupportedRawError
+from .errors import RawError, RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
 from .levels import normalize
 from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
@@ -23,6 +23,7 @@ __all__ = [
     "RawFrame",
     "RawMetadata",
     "RawReadError",
+    "RawWarning",
     "UnsupportedRawError",
     "frame_from_sensor",
     "noise_vectors",
