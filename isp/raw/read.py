@@ -136,11 +136,11 @@ def _library_messages(path: str, messages: list[str]) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         try:
             sys.stderr.flush()
+            capture = stack.enter_context(tempfile.TemporaryFile())
             saved = os.dup(2)
-        except (OSError, ValueError):  # no usable fd 2: nothing to capture
+        except (OSError, ValueError):  # no usable fd 2 or temporary file: nothing is captured
             saved, capture = None, None
         else:
-            capture = stack.enter_context(tempfile.TemporaryFile())
             os.dup2(capture.fileno(), 2)
         try:
             yield
