@@ -513,3 +513,20 @@ def test_library_warnings_name_the_file_and_names_are_escaped(tiny_ckpt, inputs,
     warning = [line for line in err.splitlines() if line.startswith("warning")]
     assert len(warning) == 1 and "tifffile" in warning[0] and "invalid value offset" in warning[0], err
     assert "bad\\x1b[31mname\\n.dng" in warning[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (real camera files) is absent")
+def test_every_real_bayer_file_is_denoised_and_written_back(tiny_ckpt, tmp_path, capfd):
+    folder = tmp_path / "real"
+    folder.mkdir()
+    bayer = [p for p in SHARED.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".tsv")
+             and "nonCFA" not in p.name]
+    for p in bayer:
+        (folder / p.name).symlink_to(p)
+    code, err = _run([folder, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt, "--tile", "512"], capfd)
+    assert code == 0, err
+    for p in bayer:  # QTK, KDC, CRW and DNG: found in folder mode, read back with the input's geometry
+        a, b = read(p), read(tmp_path / "out" / f"{p.stem}.dng")
+        assert (b.cfa, b.active_area, b.sensor.shape) == (a.cfa, a.active_area, a.sensor.shape), p.name
+        assert b.white_level == a.white_level and b.metadata.orientation == a.metadata.orientation
