@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import errno
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -28,7 +31,13 @@ __all__ = [
     "FORMATS",
     "RAW_EXTENSIONS",
     "OutputExistsError",
+    "EXPOSURE_RANGE",
+    "ISO_RANGE",
+    "TEMP_MARK",
     "atomic_output",
+    "check_finite_output",
+    "for_network",
+    "remove_stale_temporaries",
     "denoise_frame",
     "denoised_sensor",
     "discover_inputs",
@@ -40,11 +49,23 @@ __all__ = [
     "write_output",
 ]
 
-#: File extensions (lower case, with the dot) of camera raw formats that folders are searched for.
+#: File extensions (lower case, with the dot) of camera raw formats that folders are searched for:
+#: those LibRaw reads (its list of supported formats), Apple QuickTake .qtk and Kodak .kdc among them.
 RAW_EXTENSIONS = frozenset(
-    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .gpr .iiq .k25 .kdc .mef .mos .mrw .nef "
-    ".nrw .orf .ori .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split()
+    ".3fr .ari .arw .bay .bmq .cap .cine .cr2 .cr3 .crw .cs1 .dc2 .dcr .dng .drf .dsc .erf .fff .gpr "
+    ".ia .iiq .j6i .k25 .kc2 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .ori .pef .ptx .pxn .qtk .raf "
+    ".raw .rdc .rw2 .rwl .rwz .sr2 .srf .srw .sti .x3f".split()
 )
+
+#: ISO speeds a camera can record (the Nikon D5/D6 "Hi 5" is 3,276,800). A value outside is not
+#: shown to the network: it is told the ISO is unknown (see :func:`for_network`).
+ISO_RANGE = (6.0, 3_276_800.0)
+#: Exposure times in seconds a camera can record (an electronic shutter to a day-long exposure).
+EXPOSURE_RANGE = (1e-6, 86_400.0)
+
+#: Marks the temporary files of prediction: ``.<output name>.isp-<pid>-<random>.tmp``.
+TEMP_MARK = ".isp-"
+_TEMP_RE = re.compile(r"^\..+\.isp-(\d+)-[^/]*\.tmp$")
 
 #: Output formats and their file extensions.
 FORMATS = {"dng": ".dng", "tiff": ".tiff", "png": ".png"}
@@ -60,14 +81,15 @@ def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], li
     A file given by name is taken whatever its extension (reading it says whether it is a raw
     file); a folder is searched recursively for files with a :data:`RAW_EXTENSIONS` extension
     (any case; hidden files and folders skipped). The result is sorted within each input and
-    de-duplicated across inputs by resolved path.
+    de-duplicated across inputs by resolved path. Nothing is skipped silently: a subfolder that
+    cannot be read, a symbolic link loop and a broken link with a raw extension are reported.
 
     Args:
         inputs: paths of files and folders.
 
     Returns:
         ``(files, missing)``: the files, and ``(path, reason)`` for each input that is neither a
-        file nor a folder.
+        file nor a folder and for each part of a folder that could not be searched.
 
     Example:
         >>> import tempfile, pathlib
@@ -84,17 +106,12 @@ def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], li
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in RAW_EXTENSIONS
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            found, problems = _walk(path)
+            missing.extend(problems)
         elif path.is_file():
             found = [path]
         else:
-            missing.append((path, "no such file or folder"))
+            missing.append((path, _why_missing(path)))
             continue
         for p in found:
             key = p.resolve()
@@ -102,6 +119,77 @@ def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], li
                 seen.add(key)
                 files.append(p)
     return files, missing
+
+
+def _why_missing(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop (it never reaches a file)"
+        if err.errno == errno.ENOENT:
+            return "a broken symbolic link" if path.is_symlink() else "no such file or folder"
+        return f"cannot be read: {err.strerror}"
+    return "neither a file nor a folder"
+
+
+def _walk(top: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Raw files under ``top`` (sorted) and ``(path, reason)`` for what could not be searched.
+
+    Symbolic links to folders are followed once: a link back into a folder already searched is
+    reported as a loop. Hidden files and folders are skipped.
+    """
+    found: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    visited: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError as err:
+            problems.append(
+                (
+                    folder,
+                    _why_missing(folder) if err.errno == errno.ELOOP else f"cannot be read: {err.strerror}",
+                )
+            )
+            continue
+        if (st.st_dev, st.st_ino) in visited:
+            problems.append((folder, "a symbolic link loop: it leads back to a folder already searched"))
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as err:
+            problems.append((folder, f"folder cannot be read: {err.strerror}; its files were not searched"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            p = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                problems.append((p, _why_missing(p)))
+                continue
+            if is_dir:
+                stack.append(p)
+            elif is_file:
+                if p.suffix.lower() in RAW_EXTENSIONS:
+                    found.append(p)
+            elif entry.is_symlink() and p.suffix.lower() in RAW_EXTENSIONS or _is_loop(p):
+                problems.append((p, _why_missing(p)))
+    return sorted(found), problems
+
+
+def _is_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as err:
+        return err.errno == errno.ELOOP
+    return False
 
 
 def output_path(input_path: str | os.PathLike, out_dir: str | os.PathLike, fmt: str) -> Path:
@@ -132,9 +220,10 @@ def atomic_output(
 ) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` when the block succeeds.
 
-    The temporary file (``.<name>.<random>.tmp`` in the same folder, so the rename is atomic) is
-    created empty; the block writes it. If the block raises (including ``KeyboardInterrupt``),
-    the temporary file is removed and ``final`` is untouched. Without ``overwrite`` the rename is
+    The temporary file (``.<name>.isp-<pid>-<random>.tmp`` in the same folder, so the rename is
+    atomic; :func:`remove_stale_temporaries` knows the name) is created empty; the block writes
+    it. If the block raises (including ``KeyboardInterrupt``), the temporary file is removed and
+    ``final`` is untouched. Without ``overwrite`` the rename is
     a hard link, which fails rather than replace a file that appeared meanwhile.
 
     Args:
@@ -161,7 +250,9 @@ def atomic_output(
     if final.exists() and not overwrite:
         raise OutputExistsError(f"Output {str(final)!r} exists; pass --overwrite to replace it.")
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{final.name}{TEMP_MARK}{os.getpid()}-", suffix=".tmp", dir=final.parent
+    )
     os.close(fd)
     tmp = Path(name)
     umask = os.umask(0o022)
@@ -185,6 +276,79 @@ def atomic_output(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove what killed runs left in ``folder``: temporaries of :func:`atomic_output`'s naming.
+
+    Only files named ``.<name>.isp-<pid>-<random>.tmp`` (and the writers' own temporaries beside
+    them, which carry the same mark) whose process ``pid`` is no longer running are removed: a run
+    writing into the same folder at the same time keeps its files. Nothing else is touched.
+
+    Returns:
+        The files removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_RE.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _running(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def for_network(frame: RawFrame) -> tuple[RawFrame, list[str]]:
+    """The frame as the network should see it: EXIF values outside the plausible range left out.
+
+    An ISO outside :data:`ISO_RANGE` or an exposure time outside :data:`EXPOSURE_RANGE` cannot be
+    what the camera did; the network is given the value as unknown (as for a file that does not
+    record it), which never makes its output worse than the input, where clamping to the nearest
+    bound can (an ISO-200 frame labelled ISO 10^7 and clamped came out 7 dB worse than it went in).
+    The frame's own metadata (written to the output) is not changed.
+
+    Returns:
+        ``(frame, notes)``: ``frame`` itself when everything is plausible, else a shallow copy
+        with adjusted metadata; one sentence per value left out.
+    """
+    notes = []
+    changes = {}
+    for name, label, (lo, hi), unit in (
+        ("iso", "ISO", ISO_RANGE, ""),
+        ("exposure_time", "exposure time", EXPOSURE_RANGE, " s"),
+    ):
+        value = getattr(frame.metadata, name)
+        if value is not None and not lo <= value <= hi:
+            changes[name] = None
+            notes.append(
+                f"its EXIF {label} {value:g}{unit} is outside the plausible range [{lo:g}, {hi:g}]{unit}; "
+                "the network is told it is unknown"
+            )
+    if not changes:
+        return frame, notes
+    out = copy.copy(frame)
+    out.metadata = copy.copy(frame.metadata)
+    for name, value in changes.items():
+        setattr(out.metadata, name, value)
+    return out, notes
 
 
 # -- outputs from a denoised frame -----------------------------------------------------------------
@@ -219,6 +383,7 @@ def denoised_sensor(frame: RawFrame, mosaic: np.ndarray, *, chunk_rows: int = 51
         raise ValueError(
             f"Expected `mosaic` of the visible shape {(bottom - top, right - left)}. Got {mosaic.shape}."
         )
+    check_finite_output(mosaic)
     black = np.asarray(frame.black_level, dtype=np.float32).reshape(2, 2)
     scale = np.float32(frame.white_level) - black
     sensor = frame.sensor.copy()
@@ -234,6 +399,27 @@ def denoised_sensor(frame: RawFrame, mosaic: np.ndarray, *, chunk_rows: int = 51
         dn = np.rint(mosaic[y0:y1].astype(np.float32) * s + b)
         sensor[top + y0 : top + y1, left:right] = np.clip(dn, 0, 65535).astype(np.uint16)
     return sensor
+
+
+def check_finite_output(mosaic: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every value of a denoised mosaic is finite.
+
+    A NaN or infinity would be written as 0 or 65535 DN: nothing is written from such an output.
+
+    Example:
+        >>> try:
+        ...     check_finite_output(np.array([[0.0, np.nan]], np.float32))
+        ... except ValueError as err:
+        ...     print(str(err)[:70])
+        Expected a finite denoised mosaic: the network output holds 1 non-fini
+    """
+    finite = np.isfinite(mosaic)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise ValueError(
+            f"Expected a finite denoised mosaic: the network output holds {bad} non-finite value(s) "
+            f"(NaN or infinity) of {finite.size}; nothing was written."
+        )
 
 
 def write_denoised_dng(path: str | os.PathLike, frame: RawFrame, sensor: np.ndarray) -> None:
@@ -316,24 +502,35 @@ def write_output(
     if fmt not in FORMATS:
         raise ValueError(f"Expected `fmt` to be one of {sorted(FORMATS)}. Got {fmt!r}.")
     final = Path(final)
-    with atomic_output(final, overwrite=overwrite, protected=protected) as tmp:
-        sensor = denoised_sensor(frame, mosaic)
-        if fmt == "dng":
-            write_denoised_dng(tmp, frame, sensor)
-        else:
-            if frame.path is None:
-                raise ValueError("Expected `frame.path` to name the input raw file for an sRGB rendering.")
-            rgb = render_srgb(frame.path, sensor, bits=16 if fmt == "tiff" else 8)
-            del sensor
-            if fmt == "tiff":
-                import tifffile
-
-                tifffile.imwrite(tmp, rgb, photometric="rgb")
-            else:
-                from PIL import Image
-
-                Image.fromarray(rgb).save(tmp, format="PNG")
+    try:
+        with atomic_output(final, overwrite=overwrite, protected=protected) as tmp:
+            _write(tmp, frame, mosaic, fmt)
+    except OutputExistsError:
+        raise
+    except OSError as err:  # disk full, file too large, I/O error: say which output and why
+        message = f"cannot write the output {str(final)!r}: {err.strerror or err}"
+        raise (OSError(err.errno, message) if err.errno else OSError(message)) from err
     return final
+
+
+def _write(tmp: Path, frame: RawFrame, mosaic: np.ndarray, fmt: str) -> None:
+    """Write the output of ``frame`` in format ``fmt`` to the temporary ``tmp``."""
+    sensor = denoised_sensor(frame, mosaic)
+    if fmt == "dng":
+        write_denoised_dng(tmp, frame, sensor)
+    else:
+        if frame.path is None:
+            raise ValueError("Expected `frame.path` to name the input raw file for an sRGB rendering.")
+        rgb = render_srgb(frame.path, sensor, bits=16 if fmt == "tiff" else 8)
+        del sensor
+        if fmt == "tiff":
+            import tifffile
+
+            tifffile.imwrite(tmp, rgb, photometric="rgb")
+        else:
+            from PIL import Image
+
+            Image.fromarray(rgb).save(tmp, format="PNG")
 
 
 # -- one frame through the network ------------------------------------------------------------------

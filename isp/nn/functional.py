@@ -74,6 +74,44 @@ def _padding4(
     return (ph, ph, pw, pw)
 
 
+def _check_placement(sources: dict[str, Tensor | None], weights: dict[str, Tensor | None]) -> None:
+    """Sources and weights on one device, of one floating dtype (any dtypes under autocast).
+
+    Without this a side input on another device than the image is not an error everywhere (a CPU
+    scalar tensor is silently moved, a CUDA stream may read another device's memory) and dtype
+    mismatches surface as torch's bare ``expected scalar type`` errors.
+    """
+    present = [(n, x) for n, x in sources.items() if x is not None]
+    params = [(n, x) for n, x in weights.items() if x is not None]
+    ref_name, ref = present[0]
+    for name, x in present[1:]:
+        if x.device != ref.device:
+            raise ValueError(
+                f"Expected `{name}` on the device of `{ref_name}` ({ref.device}). Got {x.device}."
+            )
+    for name, x in params:
+        if x.device != ref.device:
+            raise ValueError(
+                f"Expected `{ref_name}` on the device of the module's `{name}` ({x.device}); move the "
+                f"inputs or the module. Got {ref.device}."
+            )
+    if torch.is_autocast_enabled(ref.device.type):
+        return  # autocast casts every operand itself
+    for name, x in present:
+        if not x.is_floating_point():
+            raise TypeError(f"Expected `{name}` to be a floating-point tensor. Got {x.dtype}.")
+        if x.dtype != ref.dtype:
+            raise TypeError(
+                f"Expected `{name}` of dtype {ref.dtype}, the dtype of `{ref_name}`. Got {x.dtype}."
+            )
+    for name, x in params:
+        if x.dtype != ref.dtype:
+            raise TypeError(
+                f"Expected `{ref_name}` of the module's dtype {x.dtype} (its `{name}`); convert the inputs "
+                f"or the module. Got {ref.dtype}."
+            )
+
+
 def _out_size(size: int, k: int, s: int, d: int, p0: int, p1: int, name: str) -> int:
     out = (size + p0 + p1 - d * (k - 1) - 1) // s + 1
     if out < 1:
@@ -489,6 +527,16 @@ def ms_conv2d(
         0 if scalar_weight is None else scalar_weight.shape[1],
     )
     n, h, w = _check_sources(image, row, col, scalar, channels, size)
+    _check_placement(
+        {"image": image, "row": row, "col": col, "scalar": scalar},
+        {
+            "weight": weight,
+            "row_weight": row_weight,
+            "col_weight": col_weight,
+            "scalar_weight": scalar_weight,
+            "bias": bias,
+        },
+    )
     (sh, sw), (dh, dw) = _pair(stride, "stride", 1), _pair(dilation, "dilation", 1)
     pt, pb, pl, pr = _padding4(padding, (kh, kw), (sh, sw), (dh, dw))
     mode = _pad_mode(padding_mode)

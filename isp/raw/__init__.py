@@ -3,8 +3,8 @@
 numpy only (no torch): the layers above convert. See docs/CONTRACTS.md (isp.raw).
 """
 
-from .dng import write_dng
-from .errors import RawError, RawReadError, UnsupportedRawError
+from .dng import DNG_RENDERING_TAGS, write_dng
+from .errors import RawError, RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
 from .levels import normalize
 from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
@@ -14,6 +14,7 @@ from .vectors import COL_CHANNELS, ROW_CHANNELS, noise_vectors
 __all__ = [
     "BAYER_PATTERNS",
     "COL_CHANNELS",
+    "DNG_RENDERING_TAGS",
     "ROW_CHANNELS",
     "OpticalBlack",
     "PACKED_CHANNELS",
@@ -22,6 +23,7 @@ __all__ = [
     "RawFrame",
     "RawMetadata",
     "RawReadError",
+    "RawWarning",
     "UnsupportedRawError",
     "frame_from_sensor",
     "noise_vectors",

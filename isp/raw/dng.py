@@ -21,7 +21,37 @@ import tifffile
 from .color import xyz_to_cam_from_cam_to_srgb
 from .frame import BAYER_PATTERNS, RawMetadata
 
-__all__ = ["write_dng"]
+__all__ = ["DNG_RENDERING_TAGS", "write_dng"]
+
+#: DNG tags (code: name) that say how a raw image is to be rendered (colour, white, exposure, crop).
+#: :func:`isp.raw.read` keeps those of a DNG input in ``RawMetadata.dng_tags`` and
+#: :func:`write_dng` writes them back as they were, so that a DNG-compliant converter renders the
+#: denoised file as it renders the input (Adobe DNG Specification 1.4, chapter 6).
+#: NoiseProfile is left out on purpose: it describes the noise that denoising removed.
+DNG_RENDERING_TAGS = {
+    50708: "UniqueCameraModel",
+    50718: "DefaultScale",
+    50719: "DefaultCropOrigin",
+    50720: "DefaultCropSize",
+    50721: "ColorMatrix1",
+    50722: "ColorMatrix2",
+    50723: "CameraCalibration1",
+    50724: "CameraCalibration2",
+    50725: "ReductionMatrix1",
+    50726: "ReductionMatrix2",
+    50727: "AnalogBalance",
+    50728: "AsShotNeutral",
+    50729: "AsShotWhiteXY",
+    50730: "BaselineExposure",
+    50731: "BaselineNoise",
+    50732: "BaselineSharpness",
+    50734: "LinearResponseLimit",
+    50778: "CalibrationIlluminant1",
+    50779: "CalibrationIlluminant2",
+    50780: "BestQualityScale",
+    50964: "ForwardMatrix1",
+    50965: "ForwardMatrix2",
+}
 
 # TIFF field types.
 _BYTE, _ASCII, _SHORT, _LONG, _RATIONAL, _UNDEFINED, _SRATIONAL = 1, 2, 3, 4, 5, 7, 10
@@ -81,6 +111,26 @@ def _exif_ifd(metadata: RawMetadata, offset: int) -> bytes:
             head += struct.pack("<HHII", tag, typ, count, values_at + len(tail))
             tail += value + b"\0" * (len(value) % 2)  # keep offsets on word boundaries
     return head + struct.pack("<I", 0) + tail
+
+
+def _own_tags(dng_tags) -> dict[int, tuple[int, int, object] | None]:
+    """Validated ``metadata.dng_tags``: rendering tags only, ``(tiff_type, count, value)`` each."""
+    if not isinstance(dng_tags, dict):
+        raise TypeError(f"Expected `metadata.dng_tags` to be a dict. Got {type(dng_tags).__name__}.")
+    own: dict[int, tuple[int, int, object] | None] = {}
+    for code, value in dng_tags.items():
+        if int(code) not in DNG_RENDERING_TAGS:
+            raise ValueError(
+                f"Expected `metadata.dng_tags` to hold only DNG rendering tags {sorted(DNG_RENDERING_TAGS)}. "
+                f"Got tag {code}."
+            )
+        if not (isinstance(value, tuple) and len(value) == 3 and int(value[0]) in _TYPE_SIZE):
+            raise ValueError(
+                f"Expected `metadata.dng_tags[{code}]` to be (tiff_type, count, value). Got {value!r}."
+            )
+        typ, count, data = int(value[0]), int(value[1]), value[2]
+        own[int(code)] = (typ, 0 if typ == _ASCII else count, data)
+    return own
 
 
 def _check_args(sensor, cfa, black_level, white_level, active_area):
@@ -162,8 +212,11 @@ def write_dng(
         white_level: saturation level (DN).
         active_area: ``(top, left, bottom, right)`` of the visible area, starting on an even row
             and column and at least 22 x 22 (LibRaw's limits); the whole sensor if None.
-        metadata: EXIF values, make/model, white balance and colour matrix; ``None`` fields are
-            left out of the file. ``None`` writes an empty EXIF IFD and identity colour.
+        metadata: EXIF values, make/model, white balance, colour matrix and orientation; ``None``
+            fields are left out of the file. ``None`` writes an empty EXIF IFD and identity colour.
+            Its ``dng_tags`` (a DNG input's own colour tags) are written as they are, in place of
+            the ColorMatrix1, AsShotNeutral, CalibrationIlluminant1 and UniqueCameraModel built
+            from ``wb``, ``cam_to_srgb`` and make/model.
         overwrite: replace an existing file; otherwise an existing ``path`` raises
             :class:`FileExistsError`.
 
@@ -190,6 +243,16 @@ def write_dng(
     if wb.shape != (3,) or not np.all(wb > 0):
         raise ValueError(f"Expected `metadata.wb` to be 3 positive multipliers R, G, B. Got {meta.wb!r}.")
     xyz_to_cam = xyz_to_cam_from_cam_to_srgb(meta.cam_to_srgb)
+    orientation = meta.orientation
+    if (
+        isinstance(orientation, bool)
+        or not isinstance(orientation, int | np.integer)
+        or not 1 <= orientation <= 8
+    ):
+        raise ValueError(
+            f"Expected `metadata.orientation` to be an integer 1-8 (TIFF Orientation). Got {orientation!r}."
+        )
+    own = _own_tags(meta.dng_tags)
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"Refusing to overwrite existing file {str(path)!r}; pass overwrite=True.")
@@ -201,7 +264,7 @@ def write_dng(
     neutral = wb[1] / wb  # AsShotNeutral: camera coordinates of white, G = 1
     tags = [
         (254, _LONG, 1, 0),  # NewSubFileType: main image
-        (274, _SHORT, 1, 1),  # Orientation
+        (274, _SHORT, 1, int(orientation)),  # Orientation
         (33421, _SHORT, 2, (2, 2)),  # CFARepeatPatternDim
         (33422, _BYTE, 4, bytes(_CFA_COLOR[c] for c in cfa)),  # CFAPattern
         (_PLACEHOLDER, _LONG, 1, 0),  # becomes the ExifIFD pointer, see below
@@ -218,6 +281,12 @@ def write_dng(
         (50778, _SHORT, 1, _D65),  # CalibrationIlluminant1
         (50829, _LONG, 4, active_area),  # ActiveArea
     ]
+    if 50729 in own:  # the input gives white as AsShotWhiteXY: AsShotNeutral may not be there too
+        own.setdefault(50728, None)
+    if 50721 in own:  # the input's own matrix: its illuminant (absent = unknown), not our D65
+        own.setdefault(50778, None)
+    tags = [t for t in tags if t[0] not in own]
+    tags += [(code, *value) for code, value in sorted(own.items()) if value is not None]
     if make:
         tags.append((271, _ASCII, 0, make))
     if model:

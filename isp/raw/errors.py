@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["RawError", "RawReadError", "UnsupportedRawError"]
+__all__ = ["RawError", "RawReadError", "RawWarning", "UnsupportedRawError"]
 
 
 class RawError(ValueError):
@@ -37,3 +37,17 @@ class UnsupportedRawError(RawError):
     """The file decodes but is not a Bayer mosaic (X-Trans, Foveon/stacked, monochrome, linear DNG)."""
 
     prefix = "Unsupported raw file"
+
+
+class RawWarning(UserWarning):
+    """A library's remark about a raw file that still decoded (tifffile, LibRaw), naming the file.
+
+    Example:
+        >>> str(RawWarning("a.nef", "tifffile: TiffTag 34665: invalid value offset"))
+        "Raw file 'a.nef': tifffile: TiffTag 34665: invalid value offset."
+    """
+
+    def __init__(self, path: str | os.PathLike | None, message: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.message = message.rstrip(".")
+        super().__init__(f"Raw file {self.path!r}: {self.message}.")

@@ -37,6 +37,13 @@ class RawMetadata:
             falls back to LibRaw's daylight multipliers, then to ones, when the file has none.
         cam_to_srgb: ``(3, 3)`` white-balanced camera RGB -> linear sRGB; rows sum to 1. From the
             file's XYZ -> camera matrix (see :mod:`isp.raw.color`); identity when it has none.
+        orientation: EXIF/TIFF Orientation 1-8 of the image (1: as stored; 6: rotate 90 degrees
+            clockwise to view; 8: 90 counter-clockwise; 3: 180).
+        dng_tags: a DNG input's own colour and rendering tags (:data:`isp.raw.DNG_RENDERING_TAGS`:
+            colour matrices, calibration illuminants, AsShotNeutral, AnalogBalance, baseline
+            exposure/noise/sharpness, default crop, ...) as ``{code: (tiff_type, count, value)}``
+            exactly as stored; :func:`~isp.raw.write_dng` writes them back unchanged in place of the
+            tags it would build from ``wb`` and ``cam_to_srgb``. Empty for other inputs.
     """
 
     iso: float | None = None
@@ -48,6 +55,8 @@ class RawMetadata:
     timestamp: _dt.datetime | None = None
     wb: np.ndarray = field(default_factory=lambda: np.ones(3))
     cam_to_srgb: np.ndarray = field(default_factory=lambda: np.eye(3))
+    orientation: int = 1
+    dng_tags: dict[int, tuple[int, int, object]] = field(default_factory=dict)
 
 
 @dataclass

@@ -14,8 +14,14 @@ by its built-in table when it knows the make and model.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import logging
 import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +29,25 @@ import rawpy
 import tifffile
 
 from .color import cam_to_srgb_from_xyz
-from .errors import RawReadError, UnsupportedRawError
+from .dng import DNG_RENDERING_TAGS
+from .errors import RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, RawFrame, RawMetadata, frame_from_sensor
 
-__all__ = ["read"]
+__all__ = ["MIN_BYTES_PER_PIXEL", "MAX_ZERO_ROWS", "read"]
+
+#: A raw file smaller than this many bytes per sensor pixel cannot hold the image its header
+#: declares, however it is compressed (the densest real file seen, a dim QuickTake 150 frame, has
+#: 0.07; a header-only or truncated file has ~0.001): it is refused as truncated.
+MIN_BYTES_PER_PIXEL = 1 / 64
+#: Refused as missing data when more than this fraction of the visible rows decode to 0 DN in every
+#: pixel: what LibRaw returns past the end of a truncated file (no real exposure has whole rows at
+#: 0, not even a dark frame of a camera with black level 0; real files here have none).
+MAX_ZERO_ROWS = 0.5
 
 _TIFF_MAGIC = (b"II*\0", b"MM\0*")
 _D65_LIKE = (21, 20, 1, 23, 24)  # D65, D55, Daylight, D50, ISO studio tungsten: preference order
+# LibRaw's sizes.flip -> TIFF Orientation (the inverse of dcraw's "50132467"[orientation & 7])
+_LIBRAW_FLIP_TO_ORIENTATION = {0: 1, 1: 2, 3: 3, 2: 4, 4: 5, 6: 6, 7: 7, 5: 8}
 
 
 @dataclass
@@ -40,6 +58,7 @@ class _TiffInfo:
     xyz_to_cam: np.ndarray | None = None
     iso: float | None = None
     has_cfa: bool = False  # some IFD says PhotometricInterpretation CFA (32803)
+    dng_tags: dict | None = None  # a DNG's rendering tags, {code: (type, count, value)}
 
 
 def _tiff_info(path: str) -> _TiffInfo | None:
@@ -77,8 +96,14 @@ def _tiff_info(path: str) -> _TiffInfo | None:
                     if ill in matrices:
                         info.xyz_to_cam = matrices[ill]
                         break
+            if info.is_dng:
+                info.dng_tags = {}
             for page in pages + [p for p in _subifds(tif, page0)]:
                 info.has_cfa |= int(page.photometric) == 32803
+                if info.dng_tags is not None and (page is page0 or int(page.photometric) == 32803):
+                    for tag in page.tags.values():
+                        if tag.code in DNG_RENDERING_TAGS and tag.code not in info.dng_tags:
+                            info.dng_tags[tag.code] = (int(tag.dtype), int(tag.count), tag.value)
                 offsets, counts = page.dataoffsets, page.databytecounts
                 if len(offsets) and max(o + c for o, c in zip(offsets, counts, strict=False)) > size:
                     raise RawReadError(path, f"the file is truncated: image data end beyond its {size} bytes")
@@ -89,6 +114,81 @@ def _tiff_info(path: str) -> _TiffInfo | None:
             raise RawReadError(path, f"corrupt TIFF/DNG structure ({type(exc).__name__}: {exc})") from exc
         return None  # vendor TIFF variants tifffile cannot walk: leave the judgement to LibRaw
     return info
+
+
+@contextlib.contextmanager
+def _library_messages(path: str, messages: list[str]) -> Iterator[None]:
+    """Collect what LibRaw (C stderr) and tifffile (its logger) say while reading ``path``.
+
+    LibRaw writes its data errors (``Unexpected end of file``, ``Corrupt data near ...``) to the
+    process's standard error, prefixed with the file name; tifffile logs its complaints. Both are
+    taken here into ``messages`` (one line each, without the file name prefix) so that the caller
+    can judge them and report them with the file they concern, instead of letting them reach the
+    terminal on their own.
+    """
+    logger = logging.getLogger("tifffile")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    with contextlib.ExitStack() as stack:
+        try:
+            sys.stderr.flush()
+            capture = stack.enter_context(tempfile.TemporaryFile())
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable fd 2 or temporary file: nothing is captured
+            saved, capture = None, None
+        else:
+            os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                for line in capture.read(65536).decode("utf-8", "replace").splitlines():
+                    line = line.strip()
+                    for prefix in (f"{path}:", f"{os.path.basename(path)}:"):
+                        if line.startswith(prefix):
+                            line = line[len(prefix) :].strip()
+                    if line:
+                        messages.append(f"LibRaw: {line}")
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            messages.extend(f"tifffile: {r.getMessage()}" for r in records)
+
+
+def _said(messages: list[str]) -> str:
+    return f"; {'; '.join(messages)}" if messages else ""
+
+
+def _check_extent(path: str, size: int, shape: tuple[int, int]) -> None:
+    """Refuse a file too small for the raw image its header declares (any format)."""
+    pixels = int(shape[0]) * int(shape[1])
+    if size < pixels * MIN_BYTES_PER_PIXEL:
+        raise RawReadError(
+            path,
+            f"the file is truncated: its header declares a {shape[1]} x {shape[0]} raw image, but its "
+            f"{size} bytes cannot hold it even compressed (at least {int(pixels * MIN_BYTES_PER_PIXEL)} "
+            "bytes); LibRaw would decode the missing data as zeros or garbage",
+        )
+
+
+def _check_decoded(path: str, visible: np.ndarray) -> None:
+    """Refuse a decoded image whose rows are mostly all 0 DN: the data ended early or are missing."""
+    h = visible.shape[0]
+    if h == 0:
+        return
+    zero = np.count_nonzero(visible.max(axis=1) == 0)
+    if zero > MAX_ZERO_ROWS * h:
+        raise RawReadError(
+            path,
+            f"{zero} of its {h} visible rows decode to 0 DN in every pixel: the raw data are missing "
+            "or end early (a truncated or damaged file)",
+        )
 
 
 def _subifds(tif: tifffile.TiffFile, page) -> list:
@@ -145,8 +245,14 @@ def read(path: str | os.PathLike) -> RawFrame:
         area as optical black.
 
     Raises:
-        RawReadError: the file is missing, unreadable, truncated or corrupt.
+        RawReadError: the file is missing, unreadable, truncated or corrupt: also when the file is
+            too small for the image its header declares (:data:`MIN_BYTES_PER_PIXEL`), LibRaw
+            reports a data error, or most rows decode to 0 (:data:`MAX_ZERO_ROWS`), which
+            is how a truncated file of any format decodes.
         UnsupportedRawError: X-Trans, Foveon/stacked, monochrome or linear DNG.
+
+    Warns:
+        RawWarning: what tifffile or LibRaw said about the file, naming it.
 
     Example:
         >>> import tempfile
@@ -166,8 +272,10 @@ def read(path: str | os.PathLike) -> RawFrame:
         raise RawReadError(path, "the file does not exist")
     if not os.path.isfile(path):
         raise RawReadError(path, "not a regular file")
+    messages: list[str] = []
     try:
-        info = _tiff_info(path)
+        with _library_messages(path, messages):
+            info = _tiff_info(path)
     except OSError as exc:
         raise RawReadError(path, f"cannot open it ({exc.strerror or exc})") from exc
     if info is not None and not (info.is_dng or info.make or info.has_cfa):
@@ -175,10 +283,12 @@ def read(path: str | os.PathLike) -> RawFrame:
         raise UnsupportedRawError(
             path, "a plain TIFF image (no camera make, DNG or CFA tags), not a camera raw"
         )
+    size = os.path.getsize(path)
     try:
-        with rawpy.imread(path) as raw:
-            cfa, pattern = _cfa(raw, path)
+        with _library_messages(path, messages), rawpy.imread(path) as raw:
             sizes = raw.sizes
+            _check_extent(path, size, (sizes.raw_height, sizes.raw_width))
+            cfa, pattern = _cfa(raw, path)
             sensor = raw.raw_image.copy()
             per_channel = np.asarray(raw.black_level_per_channel, dtype=np.float64)
             white = float(raw.white_level)
@@ -188,16 +298,28 @@ def read(path: str | os.PathLike) -> RawFrame:
             cam_wb = np.asarray(raw.camera_whitebalance, dtype=np.float64)
             day_wb = np.asarray(raw.daylight_whitebalance, dtype=np.float64)
             xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)
+            flip = int(sizes.flip)
     except (UnsupportedRawError, RawReadError):
         raise
     except rawpy.LibRawFileUnsupportedError as exc:
         raise RawReadError(
-            path, "LibRaw does not recognise it as a raw file (unknown format or corrupt)"
+            path, f"LibRaw does not recognise it as a raw file (unknown format or corrupt){_said(messages)}"
         ) from exc
     except rawpy.LibRawError as exc:
-        raise RawReadError(path, f"LibRaw failed to decode it ({type(exc).__name__}: {exc})") from exc
+        raise RawReadError(
+            path, f"LibRaw failed to decode it ({type(exc).__name__}: {exc}){_said(messages)}"
+        ) from exc
     except OSError as exc:
-        raise RawReadError(path, f"cannot open it ({exc})") from exc
+        raise RawReadError(path, f"cannot open it ({exc}){_said(messages)}") from exc
+    data_errors = [m for m in messages if m.startswith("LibRaw:")]
+    if any("end of file" in m.lower() for m in data_errors):
+        raise RawReadError(
+            path, f"the file is truncated: its raw data end before the image does{_said(data_errors)}"
+        )
+    if data_errors:
+        raise RawReadError(path, f"its raw data are corrupt{_said(data_errors)}")
+    for message in messages:
+        warnings.warn(RawWarning(path, message), stacklevel=2)
 
     if sensor.dtype != np.uint16 or sensor.ndim != 2:
         raise UnsupportedRawError(
@@ -205,6 +327,7 @@ def read(path: str | os.PathLike) -> RawFrame:
         )
     top, left = int(sizes.top_margin), int(sizes.left_margin)
     active_area = (top, left, top + int(sizes.height), left + int(sizes.width))
+    _check_decoded(path, sensor[active_area[0] : active_area[2], active_area[1] : active_area[3]])
     if info is not None and info.is_dng and info.xyz_to_cam is not None:
         xyz_to_cam = info.xyz_to_cam
     metadata = RawMetadata(
@@ -217,6 +340,8 @@ def read(path: str | os.PathLike) -> RawFrame:
         timestamp=_timestamp(stamp),
         wb=_white_balance(cam_wb, day_wb),
         cam_to_srgb=_cam_to_srgb(xyz_to_cam),
+        orientation=_LIBRAW_FLIP_TO_ORIENTATION.get(flip, 1),
+        dng_tags=dict(info.dng_tags or {}) if info is not None else {},
     )
     if metadata.iso is not None and metadata.iso >= 65535 and info is not None and info.iso:
         metadata.iso = info.iso  # EXIF 2.3 ISOSpeed, for values LibRaw clips at 65535

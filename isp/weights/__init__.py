@@ -8,11 +8,22 @@ the network was trained with (``data``), the command that trained it and its val
 stem, or a Lightning ``.ckpt`` written by ``train.py`` (its ``hyper_parameters`` hold the ``net``
 config as LightningCLI saved it). Every file is read with ``torch.load(weights_only=True)``, which
 executes no pickled code; only :class:`isp.models.UNet` architectures are built.
+
+What a checkpoint may say is checked before anything is built: ``init_args`` must be a mapping of
+the architecture's own arguments with values of their types (finite numbers, integers at most
+:data:`MAX_INT_ARG`, ``depth`` at most :data:`MAX_DEPTH`); ``device`` and ``dtype`` are ignored
+(prediction builds float32 on the CPU and moves the net to ``--device``); the network is first
+built on the ``meta`` device, so a config whose shapes do not match the file's tensors is refused
+without allocating anything; every tensor and every number of the JSON must be finite. A JSON
+beside a Lightning ``.ckpt`` may repeat the checkpoint's own architecture and data settings but not
+contradict them.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +32,28 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DEFAULT_CONFIG", "DEFAULT_WEIGHTS", "CheckpointError", "LoadedModel", "load_model"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_WEIGHTS",
+    "MAX_DEPTH",
+    "MAX_INT_ARG",
+    "CheckpointError",
+    "LoadedModel",
+    "load_model",
+]
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("default.pt")
 DEFAULT_CONFIG = Path(__file__).with_name("default.json")
 
 #: Architectures a checkpoint may name (no arbitrary imports from a file's contents).
 ALLOWED_CLASSES = {"isp.models.UNet": "UNet", "isp.models.unet.UNet": "UNet"}
+
+#: Largest integer architecture argument a checkpoint may give (channels, widths).
+MAX_INT_ARG = 4096
+#: Largest ``depth`` (number of 2x downsamplings) a checkpoint may give.
+MAX_DEPTH = 12
+#: Constructor arguments that say where/how to allocate, not what to build: ignored.
+_PLACEMENT_ARGS = ("device", "dtype")
 
 
 class CheckpointError(ValueError):
@@ -68,10 +94,68 @@ def _load(path: Path) -> Any:
         raise CheckpointError(path, f"cannot be read with torch.load(weights_only=True): {first}") from err
 
 
-def _model_config(value: Any) -> dict[str, Any] | None:
-    if isinstance(value, dict) and isinstance(value.get("class_path"), str):
-        return {"class_path": value["class_path"], "init_args": dict(value.get("init_args") or {})}
-    return None
+def _model_config(path: Path, value: Any, where: str) -> dict[str, Any] | None:
+    """``{"class_path", "init_args"}`` from a config entry; None when it names no class."""
+    if not (isinstance(value, dict) and isinstance(value.get("class_path"), str)):
+        return None
+    init_args = value.get("init_args")
+    if init_args is None:
+        init_args = {}
+    if not isinstance(init_args, dict):
+        raise CheckpointError(
+            path,
+            f"{where} `init_args` must be a mapping of argument names to values, got "
+            f"{type(init_args).__name__} {_short(init_args)}",
+        )
+    return {"class_path": value["class_path"], "init_args": dict(init_args)}
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"it holds {name}, not a finite number")
+
+
+def _check_init_args(path: Path, cls: type, model: dict[str, Any]) -> dict[str, Any]:
+    """The init_args to build ``cls`` with: known names, types of the defaults, finite, capped."""
+    params = inspect.signature(cls).parameters
+    args: dict[str, Any] = {}
+    for name, value in model["init_args"].items():
+        if name in _PLACEMENT_ARGS:
+            continue  # where the checkpoint was built; prediction decides (float32, --device)
+        if name not in params:
+            known = [p for p in params if p not in _PLACEMENT_ARGS]
+            raise CheckpointError(
+                path, f"init_args has an unknown argument {name!r} (expected some of {known})"
+            )
+        default = params[name].default
+        bad = None
+        if isinstance(default, bool):
+            bad = None if isinstance(value, bool) else "true or false"
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                bad = "an integer"
+            elif not 0 <= value <= (MAX_DEPTH if name == "depth" else MAX_INT_ARG):
+                bad = f"an integer in [0, {MAX_DEPTH if name == 'depth' else MAX_INT_ARG}]"
+        elif isinstance(default, float):
+            ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+            bad = None if ok else "a finite number"
+        elif isinstance(default, str):
+            bad = None if isinstance(value, str) else "a string"
+        if bad is not None:
+            raise CheckpointError(path, f"init_args.{name} must be {bad}, got {_short(value)}")
+        args[name] = value
+    return args
+
+
+def _full_args(cls: type, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with the constructor's defaults filled in (device/dtype left out): for comparisons."""
+    params = inspect.signature(cls).parameters
+    full = {k: p.default for k, p in params.items() if k not in _PLACEMENT_ARGS}
+    return {**full, **args}
 
 
 def _split_lightning(path: Path, ckpt: dict) -> tuple[dict, dict | None, dict]:
@@ -82,8 +166,11 @@ def _split_lightning(path: Path, ckpt: dict) -> tuple[dict, dict | None, dict]:
         raise CheckpointError(path, "its state_dict has no `net.` entries (not a DenoiseModule checkpoint)")
     net_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     hparams = ckpt.get("hyper_parameters") or {}
-    model = _model_config(hparams.get("net"))
-    data = dict(ckpt.get("datamodule_hyper_parameters") or {})
+    model = _model_config(
+        path, hparams.get("net") if isinstance(hparams, dict) else None, "its hyper_parameters'"
+    )
+    data = ckpt.get("datamodule_hyper_parameters") or {}
+    data = dict(data) if isinstance(data, dict) else {}
     return net_state, model, data
 
 
@@ -97,11 +184,12 @@ def _build(path: Path, model: dict[str, Any], state: dict[str, torch.Tensor]) ->
     from isp import models
 
     cls = getattr(models, ALLOWED_CLASSES[class_path])
+    args = _check_init_args(path, cls, model)
     try:
-        net = cls(**model["init_args"])
+        with torch.device("meta"):  # shapes only: nothing is allocated for a config that does not fit
+            expected = cls(**args).state_dict()
     except (TypeError, ValueError) as err:
         raise CheckpointError(path, f"cannot build {class_path} from {model['init_args']}: {err}") from err
-    expected = net.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
@@ -117,8 +205,74 @@ def _build(path: Path, model: dict[str, Any], state: dict[str, torch.Tensor]) ->
         raise CheckpointError(
             path, f"its weights do not fit {class_path}({_args(model)}): parameters {'; '.join(parts)}"
         )
+    net = cls(**args)
     net.load_state_dict(state)
     return net.eval()
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Every floating-point tensor of ``state`` holds finite values only."""
+    for key, value in state.items():
+        if value.is_floating_point() or value.is_complex():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                raise CheckpointError(
+                    path,
+                    f"tensor {key!r} holds {bad} non-finite value(s) (NaN or infinity) of "
+                    f"{value.numel()}: the weights are corrupt",
+                )
+
+
+def _check_data(path: Path, data: dict[str, Any]) -> None:
+    scale = data.get("vector_scale")
+    if scale is not None and (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise CheckpointError(
+            path, f"data.vector_scale must be a positive finite number, got {_short(scale)}"
+        )
+
+
+def _check_agree(
+    path: Path,
+    config_path: Path,
+    ckpt_model: dict | None,
+    json_model: dict | None,
+    ckpt_data: dict,
+    json_data: dict,
+) -> None:
+    """A JSON beside a Lightning checkpoint may repeat what the checkpoint says, not contradict it."""
+    from isp import models
+
+    if ckpt_model is not None and json_model is not None:
+        names = [ALLOWED_CLASSES.get(m["class_path"], m["class_path"]) for m in (ckpt_model, json_model)]
+        same = names[0] == names[1]
+        if same and names[0] in ALLOWED_CLASSES.values():
+            cls = getattr(models, names[0])
+            a, b = (_full_args(cls, _check_init_args(path, cls, m)) for m in (ckpt_model, json_model))
+            same = a == b
+            diff = {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+        else:
+            diff = {"class_path": (ckpt_model["class_path"], json_model["class_path"])}
+        if not same:
+            detail = ", ".join(
+                f"{k}: {x!r} in the checkpoint, {y!r} in the JSON" for k, (x, y) in sorted(diff.items())
+            )
+            raise CheckpointError(
+                path,
+                f"the config {str(config_path)!r} beside it names another architecture than the "
+                f"checkpoint's own hyper_parameters ({detail}); remove or correct that JSON",
+            )
+    for key in ckpt_data.keys() & json_data.keys():
+        if ckpt_data[key] != json_data[key]:
+            raise CheckpointError(
+                path,
+                f"the config {str(config_path)!r} beside it says data.{key}={json_data[key]!r} but the "
+                f"checkpoint was trained with {ckpt_data[key]!r}; remove or correct that JSON",
+            )
 
 
 def _args(model: dict[str, Any]) -> str:
@@ -137,8 +291,9 @@ def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
 
     Raises:
         CheckpointError: the file is missing, cannot be read with ``weights_only=True``, names
-            no or an unsupported architecture, or its weights do not fit the architecture (the
-            message names the file and the mismatch).
+            no or an unsupported architecture, gives arguments of the wrong type or out of range,
+            holds a non-finite tensor or number, contradicts the JSON beside it, or its weights do
+            not fit the architecture (the message names the file and the mismatch).
 
     Example:
         >>> loaded = load_model()  # the shipped default model
@@ -157,23 +312,34 @@ def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
     config: dict[str, Any] = {}
     if config_path.is_file():
         try:
-            config = json.loads(config_path.read_text())
+            config = json.loads(config_path.read_text(), parse_constant=_reject_constant)
         except (OSError, ValueError) as err:
             raise CheckpointError(path, f"its config {str(config_path)!r} is not valid JSON: {err}") from err
+        if not isinstance(config, dict):
+            raise CheckpointError(
+                path, f"its config {str(config_path)!r} must be a JSON object, got {type(config).__name__}"
+            )
+    json_model = _model_config(path, config.get("model"), f"its config {str(config_path)!r}:")
+    json_data = config.get("data") or {}
+    if not isinstance(json_data, dict):
+        raise CheckpointError(path, f"its config's `data` must be an object, got {_short(json_data)}")
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
         state, model, data = _split_lightning(path, obj)
+        _check_agree(path, config_path, model, json_model, data, json_data)
     else:
         state, model, data = obj, None, {}
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(path, "expected a state dict of tensors")
-    model = _model_config(config.get("model")) or model
+    _check_finite(path, state)
+    model = model or json_model
     if model is None:
         raise CheckpointError(
             path,
             f"it does not say which architecture it holds: expected Lightning hyper_parameters with "
             f"`net` or a config {str(config_path)!r} with a `model` entry",
         )
-    data = {**data, **(config.get("data") or {})}
+    data = {**data, **json_data}
+    _check_data(path, data)
     net = _build(path, model, state)
     info = {k: v for k, v in config.items() if k not in ("model", "data")}
     return LoadedModel(net=net, model=model, data=data, source=os.fspath(path), info=info)

@@ -500,3 +500,43 @@ def test_initialisation_matches_the_tile_concat_scale():
     assert m.weight.abs().max() <= bound
     assert abs(m.row_weight.std().item() / (bound / math.sqrt(3) * math.sqrt(3)) - 1) < 0.05
     assert abs(m.scalar_weight.std().item() / (bound / math.sqrt(3) * 3) - 1) < 0.05
+
+
+# -- sources and weights on other devices or of other dtypes: a sentence, not a wrong result (issue 14) --
+
+
+@pytest.mark.parametrize("name", ["row", "col", "scalar"])
+def test_a_source_on_another_device_than_the_image_is_refused(name):
+    conv = MSConv2d((4, 2, 2, 1), 8, 3, padding=1)
+    src = {"image": torch.randn(1, 4, 6, 7), "row": torch.randn(1, 2, 6), "col": torch.randn(1, 2, 7),
+           "scalar": torch.randn(1, 1)}
+    src[name] = src[name].to("meta")  # another device that every machine has
+    with pytest.raises(ValueError, match=rf"Expected `{name}` on the device of `image` \(cpu\)\. Got meta\."):
+        conv(**src)
+
+
+def test_inputs_on_another_device_than_the_weights_are_refused():
+    conv = MSConv2d((4, 2, 2, 1), 8, 3, padding=1, device="meta")
+    args = (torch.randn(1, 4, 6, 7), torch.randn(1, 2, 6), torch.randn(1, 2, 7), torch.randn(1, 1))
+    with pytest.raises(ValueError, match=r"Expected `image` on the device of the module's `weight` \(meta\)"):
+        conv(*args)
+
+
+@pytest.mark.parametrize("name", ["row", "col", "scalar"])
+def test_a_source_of_another_dtype_is_a_type_error_naming_it(name):
+    conv = MSConv2d((4, 2, 2, 1), 8, 3, padding=1)
+    src = {"image": torch.randn(1, 4, 6, 7), "row": torch.randn(1, 2, 6), "col": torch.randn(1, 2, 7),
+           "scalar": torch.randn(1, 1)}
+    src[name] = src[name].double()
+    with pytest.raises(TypeError, match=rf"Expected `{name}` of dtype torch.float32, the dtype of `image`"):
+        conv(**src)
+    src = {k: v.double() for k, v in src.items()}
+    with pytest.raises(TypeError, match=r"Expected `image` of the module's dtype torch.float32"):
+        conv(**src)
+
+
+def test_autocast_still_mixes_dtypes():
+    conv = MSConv2d((4, 2, 2, 1), 8, 3, padding=1)
+    args = (torch.randn(1, 4, 6, 7).bfloat16(), torch.randn(1, 2, 6), torch.randn(1, 2, 7), torch.randn(1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(*args).shape == (1, 8, 6, 7)

@@ -114,3 +114,95 @@ def test_real_train_py_checkpoint_loads_and_predicts(sample_root, tmp_path):
     raw = torch.load(ckpt_dir / "last.ckpt", weights_only=True)
     for k, v in loaded.net.state_dict().items():
         assert torch.equal(v, raw["state_dict"][f"net.{k}"]), k
+
+
+# -- hostile or broken checkpoints: refused with a sentence, never built (issue 14, items 1 and 8) --
+
+
+def test_a_nan_tensor_is_refused_naming_it(tmp_path):
+    state = _unet().state_dict()
+    state["head.weight"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"nan\.pt.*'head\.weight'.*1 non-finite"):
+        load_model(_save(tmp_path, state, name="nan.pt"))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_a_non_finite_number_in_the_json_is_refused(tmp_path, literal):
+    path = _save(tmp_path, _unet().state_dict())
+    text = path.with_suffix(".json").read_text().replace('"vector_scale": 3.0', f'"vector_scale": {literal}')
+    path.with_suffix(".json").write_text(text)
+    with pytest.raises(CheckpointError, match=f"not valid JSON: it holds {literal}"):
+        load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("init_args", "match"),
+    [
+        ([4, 2], "init_args` must be a mapping.*got list"),
+        ({"base_width": 10**6, "depth": 2}, r"init_args\.base_width must be an integer in \[0, 4096\]"),
+        ({"base_width": 4, "depth": 40}, r"init_args\.depth must be an integer in \[0, 12\]"),
+        ({"base_width": "4"}, r"init_args\.base_width must be an integer, got '4'"),
+        ({"base_width": 4, "residual": 1}, r"init_args\.residual must be true or false"),
+        ({"base_width": 4, "input_scale": float("inf")}, r"not valid JSON: it holds Infinity"),
+        ({"base_width": 4, "evil": 1}, r"unknown argument 'evil'"),
+        ({"base_width": 8, "depth": 2}, r"do not fit"),  # fits no tensor of the file: refused on meta
+    ],
+)
+def test_bad_init_args_are_checkpoint_errors(tmp_path, init_args, match):
+    model = {"class_path": "isp.models.UNet", "init_args": init_args}
+    path = tmp_path / "w.pt"
+    torch.save(_unet().state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps({"model": model}, allow_nan=True))
+    with pytest.raises(CheckpointError, match=match):
+        load_model(path)
+
+
+@pytest.mark.parametrize("device", ["cuda", "meta", "cpu"])
+def test_device_and_dtype_in_init_args_are_ignored(tmp_path, device):
+    net = _unet()
+    model = {"class_path": "isp.models.UNet", "init_args": {**ARCH["init_args"], "device": device,
+                                                            "dtype": "float16"}}
+    loaded = load_model(_save(tmp_path, net.state_dict(), model=model))
+    p = next(loaded.net.parameters())
+    assert p.device.type == "cpu" and p.dtype == torch.float32
+    x = torch.rand(1, 4, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.net(x), net.eval()(x), rtol=0, atol=0)
+
+
+def _lightning(tmp_path, net, arch=ARCH, data=None):
+    ckpt = {
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "hyper_parameters": {"net": arch},
+        "datamodule_hyper_parameters": data or {"vector_scale": 2.0},
+    }
+    path = tmp_path / "run.ckpt"
+    torch.save(ckpt, path)
+    return path
+
+
+def test_a_stray_json_beside_a_ckpt_cannot_change_its_architecture(tmp_path):
+    path = _lightning(tmp_path, _unet())
+    other = {"class_path": "isp.models.UNet", "init_args": {**ARCH["init_args"], "conditioning": "film"}}
+    path.with_suffix(".json").write_text(json.dumps({"model": other}))
+    with pytest.raises(CheckpointError, match=r"run\.ckpt.*run\.json.*another architecture.*conditioning"):
+        load_model(path)
+    path.with_suffix(".json").write_text(json.dumps({"data": {"vector_scale": 9.0}}))
+    with pytest.raises(CheckpointError, match=r"data\.vector_scale=9\.0 but the checkpoint was trained"):
+        load_model(path)
+    # repeating the checkpoint's own settings (defaults spelled out or not) is fine
+    spelled_out = {**ARCH["init_args"], "depth": 2, "residual": True}
+    same = {"class_path": "isp.models.unet.UNet", "init_args": spelled_out}
+    path.with_suffix(".json").write_text(json.dumps({"model": same, "data": {"vector_scale": 2.0}}))
+    assert load_model(path).data["vector_scale"] == 2.0
+
+
+def test_non_finite_init_args_in_a_ckpt_are_refused(tmp_path):
+    arch = {"class_path": "isp.models.UNet", "init_args": {**ARCH["init_args"], "input_scale": float("inf")}}
+    with pytest.raises(CheckpointError, match=r"init_args\.input_scale must be a finite number, got inf"):
+        load_model(_lightning(tmp_path, _unet(), arch=arch))
+
+
+def test_non_positive_vector_scale_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match=r"vector_scale must be a positive finite number, got 0"):
+        load_model(_save(tmp_path, _unet().state_dict(), data={"vector_scale": 0}))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-import predict
+from isp.cli import predict
 from isp.models import UNet
 from isp.predict_io import frame_inputs
 from isp.raw import read, unpack
@@ -175,7 +177,7 @@ def test_interrupted_write_leaves_no_final_file(tiny_ckpt, inputs, tmp_path):
         assert list((tmp_path / name).iterdir()) == []  # no final file and no temporary
 
 
-def test_keyboard_interrupt_during_denoising_leaves_nothing(tiny_ckpt, inputs, tmp_path, monkeypatch):
+def test_keyboard_interrupt_during_denoising_leaves_nothing(tiny_ckpt, inputs, tmp_path, monkeypatch, capfd):
     import isp.predict_io
 
     def interrupt(done, total):
@@ -184,9 +186,10 @@ def test_keyboard_interrupt_during_denoising_leaves_nothing(tiny_ckpt, inputs, t
     real = isp.predict_io.denoise_frame
     monkeypatch.setattr(predict, "denoise_frame", lambda *a, **k: real(*a, **{**k, "progress": interrupt}))
     src = sorted(inputs.glob("*.dng"))[0]
-    with pytest.raises(KeyboardInterrupt):
-        predict.main([str(src), "--out-dir", str(tmp_path / "out"), "--ckpt", str(tiny_ckpt)])
-    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    code, err = _run([src, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt], capfd)
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if "interrupted" in line]) == 1
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_bad_checkpoint_exits_2_naming_it(inputs, tmp_path, capfd):
@@ -205,3 +208,325 @@ def test_bad_tile_arguments_are_usage_errors(inputs, tmp_path, capfd, tile, over
     with pytest.raises(SystemExit) as info:
         predict.main([str(inputs), "--out-dir", str(tmp_path), f"--tile={tile}", f"--overlap={overlap}"])
     assert info.value.code == 2 and match in capfd.readouterr().err
+
+
+# -- non-finite weights and outputs (issue 14, item 1) ----------------------------------------------
+
+
+def _state_ckpt(tmp_path, name, mutate, **init_args):
+    torch.manual_seed(0)
+    model = {**TINY, "init_args": {**TINY["init_args"], **init_args}}
+    net = UNet(**model["init_args"])
+    state = net.state_dict()
+    mutate(state)
+    path = tmp_path / name
+    torch.save(state, path)
+    path.with_suffix(".json").write_text(json.dumps({"model": model, "data": {"vector_scale": 64.0}}))
+    return path
+
+
+def test_nan_weights_or_config_exit_2_and_write_nothing(inputs, tmp_path, capfd):
+    def nan(state):
+        state["head.weight"].view(-1)[3] = float("nan")
+
+    bad = _state_ckpt(tmp_path, "nan.pt", nan)
+    code, err = _run([inputs, "--out-dir", tmp_path / "out", "--ckpt", bad], capfd)
+    assert code == 2 and "nan.pt" in err and "non-finite" in err
+    assert not (tmp_path / "out").exists()
+    cfg = _state_ckpt(tmp_path, "cfg.pt", lambda state: None)
+    cfg.with_suffix(".json").write_text(json.dumps({"model": TINY, "data": {"vector_scale": float("nan")}}))
+    code, err = _run([inputs, "--out-dir", tmp_path / "out", "--ckpt", cfg], capfd)
+    assert code == 2 and "cfg.pt" in err and "NaN" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_network_output_is_never_written(inputs, tmp_path, capfd):
+    # finite weights and settings whose output overflows float32: correction / 1e-40
+    bad = _state_ckpt(tmp_path, "big.pt", lambda state: state["head.weight"].fill_(0.5), input_scale=1e-40)
+    src = sorted(inputs.glob("*.dng"))[0]
+    for fmt in ("dng", "tiff"):
+        code, err = _run([src, "--out-dir", tmp_path / fmt, "--ckpt", bad, "--format", fmt], capfd)
+        flat = " ".join(err.split())
+        assert code == 1 and src.name in flat and "non-finite" in flat, err
+        assert list((tmp_path / fmt).iterdir()) == []
+
+
+# -- the input's own colour tags and orientation (issue 14, items 2 and 3) ----------------------------
+
+SHARED = ROOT.parent / "shared" / "realraws"
+COLOUR_TAGS = {
+    274: "Orientation",
+    50708: "UniqueCameraModel",
+    50719: "DefaultCropOrigin",
+    50720: "DefaultCropSize",
+    50721: "ColorMatrix1",
+    50722: "ColorMatrix2",
+    50727: "AnalogBalance",
+    50728: "AsShotNeutral",
+    50730: "BaselineExposure",
+    50731: "BaselineNoise",
+    50732: "BaselineSharpness",
+    50734: "LinearResponseLimit",
+    50778: "CalibrationIlluminant1",
+    50779: "CalibrationIlluminant2",
+}
+
+
+def _tags(path):
+    """The colour and geometry tags of a DNG as stored (IFD0 and the raw IFD), read by tifffile."""
+    out = {}
+    with tifffile.TiffFile(path) as tif:
+        pages = [tif.pages.first]
+        for offset in tif.pages.first.subifds or ():
+            tif.filehandle.seek(offset)
+            pages.append(tifffile.TiffPage(tif, index=0))
+        for page in pages:
+            for tag in page.tags.values():
+                if tag.code in COLOUR_TAGS and tag.code not in out:
+                    value = tag.value
+                    out[COLOUR_TAGS[tag.code]] = value.rstrip("\0") if isinstance(value, str) else value
+    return out
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool writes the test input's DNG tags")
+def test_dng_output_keeps_the_inputs_colour_tags_and_orientation(tiny_ckpt, inputs, tmp_path, capfd):
+    src = tmp_path / "portrait.dng"
+    shutil.copy(sorted(inputs.glob("*.dng"))[0], src)
+    edit = ["-ColorMatrix2=0.9 -0.3 -0.1 -0.4 1.2 0.2 -0.1 0.2 0.6", "-CalibrationIlluminant1#=17",
+            "-CalibrationIlluminant2#=21", "-AnalogBalance=1 1.01 1", "-BaselineExposure=0.35",
+            "-BaselineNoise=0.8", "-BaselineSharpness=1.2", "-LinearResponseLimit=0.9",
+            "-UniqueCameraModel=Acme Sensor 64 (test)", "-Orientation#=6"]
+    # exiftool is the independent writer of the test input
+    subprocess.run(["exiftool", "-q", "-overwrite_original", *edit, str(src)], check=True)
+    expected = _tags(src)
+    assert expected["Orientation"] == 6 and len(expected) == 12  # all but DefaultCrop (not writable)
+    code, err = _run([src, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    out = tmp_path / "out" / "portrait.dng"
+    assert _tags(out) == expected
+    v = subprocess.run(["exiftool", "-validate", "-warning", "-a", str(out)], capture_output=True, text=True)
+    assert v.stdout.split(":", 1)[1].strip() == "OK", v.stdout
+    with rawpy.imread(str(out)) as raw:
+        assert raw.sizes.flip == 6  # LibRaw shows it upright, as the input
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (real camera files) is absent")
+def test_a_real_dng_keeps_all_its_own_colour_tags(tiny_ckpt, tmp_path, capfd):
+    src = SHARED / "canon_550d_magiclantern_colorchart.dng"
+    expected = _tags(src)
+    assert {"ColorMatrix1", "DefaultCropSize", "BaselineExposure", "AnalogBalance"} <= expected.keys()
+    code, err = _run([src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    assert _tags(tmp_path / src.name) == expected
+
+
+# -- the output folder, checked before any network work; disk errors name the output (item 9) ------
+
+
+def test_out_dir_that_is_a_file_fails_before_the_network(tiny_ckpt, inputs, tmp_path, capfd):
+    target = tmp_path / "taken"
+    target.write_text("a file")
+    code, err = _run([inputs, "--out-dir", target, "--ckpt", tmp_path / "absent.pt"], capfd)
+    # exit 2 on the folder, before the (missing) checkpoint is even opened and before any input
+    assert code == 2 and "is a file, not a folder" in err
+    assert "absent.pt" not in err and "all files" not in err
+    assert target.read_text() == "a file"
+
+
+def _unprivileged(cmd):
+    """``cmd`` run without root's power to ignore file permissions (setpriv drops the capabilities)."""
+    if os.geteuid() != 0:
+        return cmd
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: root reads and writes any folder")
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--", *cmd]
+
+
+def test_read_only_out_dir_fails_before_the_network(tiny_ckpt, inputs, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    src = sorted(inputs.glob("*.dng"))[0]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(ROOT / "predict.py"), str(src), "--out-dir", str(ro), "--ckpt", str(tiny_ckpt)]
+    run = subprocess.run(_unprivileged(cmd), capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert "is not writable: Permission denied" in " ".join(run.stderr.split())
+    assert "all files" not in run.stderr and list(ro.iterdir()) == []
+
+
+def test_a_failed_write_names_the_output_and_the_cause(tiny_ckpt, inputs, tmp_path):
+    src = sorted(inputs.glob("*.dng"))[0]
+    for name, limit, cause in (("none", 0, "File too large"), ("half", src.stat().st_size // 2, "written")):
+        run = _child([src, "--out-dir", tmp_path / name, "--ckpt", tiny_ckpt], limit=limit)
+        flat = " ".join(run.stderr.split())
+        out = tmp_path / name / f"{src.stem}.dng"
+        assert run.returncode == 1 and f"cannot write the output {str(out)!r}: " in flat, flat
+        assert cause in flat.split(f"{str(out)!r}: ", 1)[1] and "Errno None" not in flat, flat
+
+
+# -- signals: one line, 130/143, no temporary files; stale ones of ours removed later (item 7) -------
+
+
+def test_sigterm_exits_143_with_one_line_and_no_temporaries(tiny_ckpt, inputs, tmp_path):
+    many = tmp_path / "many"
+    many.mkdir()
+    src = sorted(inputs.glob("*.dng"))[0]
+    for i in range(40):
+        shutil.copy(src, many / f"f{i:02d}.dng")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "predict.py"), str(many), "--out-dir", str(out),
+                             "--ckpt", str(tiny_ckpt)], stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(p.suffix == ".dng" for p in out.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "predict.py ended before the signal"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and len([ln for ln in err.splitlines() if "terminated" in ln]) == 1, err
+    names = [p.name for p in out.iterdir()]
+    assert names and all(n.endswith(".dng") and not n.startswith(".") for n in names), names
+    assert len(names) < 40
+
+
+def test_a_later_run_removes_stale_temporaries_of_its_own_naming(tiny_ckpt, inputs, tmp_path, capfd):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process id that no longer runs
+    stale = out / f".a.dng.isp-{dead}-k3j4.tmp"
+    inner = out / f"..a.dng.isp-{dead}-k3j4.tmp.x9y8.tmp"  # write_dng's own temporary inside ours
+    live = out / f".b.dng.isp-{os.getppid()}-abcd.tmp"  # a running process: another run's file
+    other = out / ".someone-elses.tmp"
+    for p in (stale, inner, live, other):
+        p.write_bytes(b"x" * 100)
+    src = sorted(inputs.glob("*.dng"))[0]
+    code, err = _run([src, "--out-dir", out, "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    assert not stale.exists() and not inner.exists() and live.exists() and other.exists()
+    assert stale.name in err and "interrupted run" in err
+
+
+# -- folders: nothing skipped silently; every LibRaw extension (item 5) -----------------------------
+
+
+def test_folder_mode_finds_libraw_extensions_and_reports_loops(tmp_path):
+    from isp.predict_io import discover_inputs
+
+    d = tmp_path / "shots"
+    (d / "sub").mkdir(parents=True)
+    for name in ("a.QTK", "b.crw", "c.KDC", "sub/d.dng", "notes.txt"):
+        (d / name).write_bytes(b"")
+    (d / "sub" / "back").symlink_to(d)  # a folder loop
+    (d / "self.dng").symlink_to(d / "self.dng")  # a link loop
+    (d / "gone.nef").symlink_to(d / "nothing")  # a broken link
+    files, problems = discover_inputs([d])
+    assert [f.relative_to(d).as_posix() for f in files] == ["a.QTK", "b.crw", "c.KDC", "sub/d.dng"]
+    reasons = {p.relative_to(d).as_posix(): r for p, r in problems}
+    assert "loop" in reasons["sub/back"] and "loop" in reasons["self.dng"]
+    assert reasons["gone.nef"] == "a broken symbolic link"
+
+
+CHILD_WALK = """
+import json, sys
+sys.path.insert(0, sys.argv[2])
+from isp.predict_io import discover_inputs
+files, problems = discover_inputs([sys.argv[1]])
+print(json.dumps([[str(f) for f in files], [[str(p), r] for p, r in problems]]))
+"""
+
+
+def test_an_unreadable_subfolder_is_reported_not_skipped(tmp_path):
+    top = tmp_path / "top"
+    for name in ("ok/a.dng", "locked/b.dng"):
+        (top / name).parent.mkdir(parents=True, exist_ok=True)
+        (top / name).write_bytes(b"")
+    (top / "locked").chmod(0o000)
+    try:
+        cmd = [sys.executable, "-c", CHILD_WALK, str(top), str(ROOT)]
+        run = subprocess.run(_unprivileged(cmd), capture_output=True, text=True, timeout=60)
+    finally:
+        (top / "locked").chmod(0o755)
+    files, problems = json.loads(run.stdout)
+    assert files == [str(top / "ok" / "a.dng")]
+    reason = "folder cannot be read: Permission denied; its files were not searched"
+    assert problems == [[str(top / "locked"), reason]]
+
+
+def test_an_unreadable_subfolder_makes_the_run_fail(tiny_ckpt, inputs, tmp_path, capfd):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "loop").symlink_to(d)
+    shutil.copy(sorted(inputs.glob("*.dng"))[0], d / "a.dng")
+    code, err = _run([d, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt], capfd)
+    assert code == 1 and "loop" in err and (tmp_path / "out" / "a.dng").is_file()
+
+
+# -- absurd EXIF: left out of the network's input with a warning, never worse than the input (6) -----
+
+
+@pytest.mark.parametrize(("field", "value"), [("iso", 1e7), ("exposure_time", 1e5)])
+def test_absurd_exif_is_not_believed_and_the_output_is_no_worse(sample_root, tmp_path, capfd, field, value):
+    import csv
+    import dataclasses
+
+    from isp.raw import write_dng
+
+    rows = list(csv.DictReader((sample_root / "pairs.csv").open()))
+    row = min(rows, key=lambda r: read(sample_root / r["noisy"]).metadata.iso)  # the least noisy: the hardest
+    noisy, clean = read(sample_root / row["noisy"]), read(sample_root / row["clean"])
+    src = tmp_path / "absurd.dng"
+    meta = dataclasses.replace(noisy.metadata, **{field: value})
+    write_dng(src, noisy.sensor, cfa=noisy.cfa, black_level=noisy.black_level, white_level=noisy.white_level,
+              active_area=noisy.active_area, metadata=meta)
+    code, err = _run([src, "--out-dir", tmp_path / "out"], capfd)  # the shipped default model
+    flat = " ".join(err.split())
+    assert code == 0 and "warning" in flat and "absurd.dng" in flat and "outside the plausible range" in flat
+    out = read(tmp_path / "out" / "absurd.dng")
+    assert getattr(out.metadata, field) == pytest.approx(value, rel=1e-6)  # the file's own EXIF is kept
+
+    def psnr(x):
+        return -10 * np.log10(np.mean((x - clean.mosaic) ** 2))
+
+    assert psnr(out.mosaic) >= psnr(noisy.mosaic)
+
+
+# -- library messages with the file; control characters escaped (item 11) ---------------------------
+
+
+def test_library_warnings_name_the_file_and_names_are_escaped(tiny_ckpt, inputs, tmp_path, capfd):
+    import struct
+
+    src = tmp_path / "bad\x1b[31mname\n.dng"
+    shutil.copy(sorted(inputs.glob("*.dng"))[0], src)
+    with tifffile.TiffFile(src) as tif:  # point UniqueCameraModel's value past the end of the file
+        tag = tif.pages.first.tags[50708]
+        offset, count = tag.offset, tag.count
+    data = bytearray(src.read_bytes())
+    struct.pack_into("<HHII", data, offset, 50708, 2, count, len(data) + 1000)
+    src.write_bytes(bytes(data))
+    code, err = _run([src, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt], capfd)
+    assert code == 0, err
+    assert "\x1b" not in err and "bad\\x1b[31mname\\n.dng" in err
+    warning = [line for line in err.splitlines() if line.startswith("warning")]
+    assert len(warning) == 1 and "tifffile" in warning[0] and "invalid value offset" in warning[0], err
+    assert "bad\\x1b[31mname\\n.dng" in warning[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} (real camera files) is absent")
+def test_every_real_bayer_file_is_denoised_and_written_back(tiny_ckpt, tmp_path, capfd):
+    folder = tmp_path / "real"
+    folder.mkdir()
+    bayer = [p for p in SHARED.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".tsv")
+             and "nonCFA" not in p.name]
+    for p in bayer:
+        (folder / p.name).symlink_to(p)
+    code, err = _run([folder, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt, "--tile", "512"], capfd)
+    assert code == 0, err
+    for p in bayer:  # QTK, KDC, CRW and DNG: found in folder mode, read back with the input's geometry
+        a, b = read(p), read(tmp_path / "out" / f"{p.stem}.dng")
+        assert (b.cfa, b.active_area, b.sensor.shape) == (a.cfa, a.active_area, a.sensor.shape), p.name
+        assert b.white_level == a.white_level and b.metadata.orientation == a.metadata.orientation

@@ -1,0 +1,247 @@
+"""Denoise camera raw files from the command line (``isp-denoise``; ``python predict.py`` in a checkout).
+
+    isp-denoise INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
+                [--tile 1024] [--overlap 128] [--device auto|cpu|cuda] [--overwrite]
+                [--threads N]
+
+INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
+``DIR/<stem>.<ext>``: by default a DNG holding the denoised mosaic in the input's sensor frame with
+its CFA, levels, colour matrix, white balance, make/model and EXIF; ``tiff`` (16-bit) and ``png``
+(8-bit) hold an sRGB rendering by LibRaw. Without ``--ckpt`` the shipped default model is used.
+
+Exit status: 0 when every input was written; 1 when any input failed or was skipped (each is
+reported with its reason; the others are still written); 2 for bad arguments, an unusable
+``--out-dir`` or an unusable checkpoint (both checked before any file is denoised); 130 after
+SIGINT (Ctrl-C) and 143 after SIGTERM, with one line and no temporary file left. Temporary files
+that a killed run left in ``--out-dir`` are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from isp.inference import size_multiple, tile_grid
+from isp.predict_io import (
+    FORMATS,
+    OutputExistsError,
+    denoise_frame,
+    discover_inputs,
+    for_network,
+    output_path,
+    remove_stale_temporaries,
+    write_output,
+)
+from isp.raw import RawWarning, read
+from isp.weights import CheckpointError, load_model
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(prog="isp-denoise", description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="raw files or folders (recursed)")
+    p.add_argument("--out-dir", required=True, type=Path, help="where the outputs go (created)")
+    p.add_argument("--format", default="dng", choices=sorted(FORMATS), help="default: dng")
+    p.add_argument("--ckpt", type=Path, default=None, help="train.py .ckpt or .pt+.json (default: shipped)")
+    p.add_argument("--tile", type=int, default=1024, help="tile size in mosaic pixels, even (default: 1024)")
+    p.add_argument("--overlap", type=int, default=128, help="tile overlap in mosaic pixels, even (128)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")
+    return p
+
+
+def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("tile", "overlap"):
+        value = getattr(args, name)
+        if value < (2 if name == "tile" else 0) or value % 2:
+            least = 2 if name == "tile" else 0
+            p.error(f"--{name} must be an even number of mosaic pixels (>= {least}); got {value}")
+    if args.overlap >= args.tile:
+        p.error(f"--overlap ({args.overlap}) must be smaller than --tile ({args.tile})")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0; got {args.threads}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM so that every ``finally`` (temp-file removal) runs."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def printable(text: object) -> str:
+    r"""``text`` with control characters escaped (``\n``, ``\x1b``), safe to show in a terminal.
+
+    Example:
+        >>> printable("a\x1b[2Jb\nc.dng")
+        'a\\x1b[2Jb\\nc.dng'
+    """
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in str(text))
+
+
+def _say(text: object) -> str:
+    return escape(printable(text))
+
+
+def _check_out_dir(out_dir: Path) -> str | None:
+    """Why ``out_dir`` cannot take the outputs (None when it can): checked before any network work."""
+    shown = repr(str(out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"--out-dir {shown} is a file, not a folder"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"--out-dir {shown} cannot be created: {err.strerror or err}"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".isp-probe-", dir=out_dir)
+    except OSError as err:
+        return f"--out-dir {shown} is not writable: {err.strerror or err}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status (130 after SIGINT, 143 after SIGTERM)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        with _sigterm_raises():
+            return _run(parser, args, console)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/] (SIGINT): stopped; finished outputs kept, no partial file left")
+        return 130
+    except Terminated:
+        console.print("[red]terminated[/] (SIGTERM): stopped; finished outputs kept, no partial file left")
+        return 143
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    created = not args.out_dir.exists()
+    problem = _check_out_dir(args.out_dir)
+    if problem is not None:
+        console.print(f"[red]error:[/] {_say(problem)}")
+        return 2
+    for stale in remove_stale_temporaries(args.out_dir):
+        console.print(f"removed {_say(stale)} (a temporary file left by an interrupted run)")
+    try:
+        loaded = load_model(args.ckpt)
+    except CheckpointError as err:
+        console.print(f"[red]error:[/] {_say(err)}")
+        if created:  # leave no trace of a run that did not start
+            with contextlib.suppress(OSError):
+                args.out_dir.rmdir()
+        return 2
+    net = loaded.net.to(device)
+    tile, overlap = args.tile // 2, args.overlap // 2  # packed pixels
+    try:
+        tile_grid(tile, tile, overlap, align=size_multiple(net))
+    except ValueError:
+        align = 2 * size_multiple(net)
+        parser.error(
+            f"--tile {args.tile} / --overlap {args.overlap} do not suit this model: its tiles align "
+            f"to {align} mosaic pixels: --tile and --tile minus --overlap must be >= {align}"
+        )
+    files, missing = discover_inputs(args.inputs)
+    failures: list[tuple[Path, str]] = list(missing)
+    if not files and not missing:
+        failures.append((Path(" ".join(args.inputs)), "no raw files found"))
+    for path, reason in failures:
+        console.print(f"[red]skipped[/] {_say(path)}: {_say(reason)}")
+    written: list[Path] = []
+    inputs = {p.resolve() for p in files}
+    claimed: dict[Path, Path] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    start = time.perf_counter()
+    with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task("all files", total=len(files))
+        for path in files:
+            final = output_path(path, args.out_dir, args.format)
+            task = progress.add_task(_say(path.name), total=None)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    try:
+                        if final.resolve() in claimed:
+                            raise OutputExistsError(
+                                f"{final} is also the output of {claimed[final.resolve()]}"
+                            )
+                        claimed[final.resolve()] = path
+                        if final.resolve() in inputs:
+                            raise OutputExistsError(
+                                f"refusing to write {str(final)!r}: it is one of the input files"
+                            )
+                        if final.exists() and not args.overwrite:
+                            raise OutputExistsError(
+                                f"output {str(final)!r} exists; pass --overwrite to replace it"
+                            )
+                        source = read(path)
+                        frame, notes = for_network(source)
+                        for note in notes:
+                            warnings.warn(f"{str(path)!r}: {note}", RuntimeWarning, stacklevel=1)
+                        mosaic = denoise_frame(
+                            net,
+                            frame,
+                            data=loaded.data,
+                            tile=tile,
+                            overlap=overlap,
+                            device=device,
+                            progress=lambda done, total, t=task: progress.update(
+                                t, completed=done, total=total
+                            ),
+                        )
+                        write_output(
+                            final, source, mosaic, args.format, overwrite=args.overwrite, protected=files
+                        )
+                        written.append(final)
+                    finally:
+                        for w in caught:
+                            text = str(w.message)
+                            if not isinstance(w.message, RawWarning) and str(path) not in text:
+                                text = f"{str(path)!r}: {text}"
+                            progress.console.print(f"[yellow]warning[/] {_say(text)}")
+            except (ValueError, OSError) as err:  # RawError, OutputExistsError, CheckpointError, I/O
+                failures.append((path, str(err)))
+                progress.console.print(f"[red]skipped[/] {_say(path)}: {_say(err)}")
+            finally:
+                progress.remove_task(task)
+                progress.advance(overall)
+    elapsed = time.perf_counter() - start
+    console.print(f"wrote {len(written)} file(s) to {_say(args.out_dir)} in {elapsed:.1f} s")
+    if failures:
+        console.print(f"[red]{len(failures)} input(s) failed or skipped[/]")
+    return 1 if failures else 0
