@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from isp.data.inputs import EXPOSURE_RANGE, ISO_RANGE
+
 if TYPE_CHECKING:
     from isp.raw import RawFrame
 
@@ -57,11 +59,8 @@ RAW_EXTENSIONS = frozenset(
     ".raw .rdc .rw2 .rwl .rwz .sr2 .srf .srw .sti .x3f".split()
 )
 
-#: ISO speeds a camera can record (the Nikon D5/D6 "Hi 5" is 3,276,800). A value outside is not
-#: shown to the network: it is told the ISO is unknown (see :func:`for_network`).
-ISO_RANGE = (6.0, 3_276_800.0)
-#: Exposure times in seconds a camera can record (an electronic shutter to a day-long exposure).
-EXPOSURE_RANGE = (1e-6, 86_400.0)
+# ISO_RANGE, EXPOSURE_RANGE (isp.data.inputs): the values a camera can record (the Nikon D5/D6
+# "Hi 5" is ISO 3,276,800); outside them the network is told the value is unknown (for_network).
 
 #: Marks the temporary files of prediction: ``.<output name>.isp-<pid>-<random>.tmp``.
 TEMP_MARK = ".isp-"

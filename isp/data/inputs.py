@@ -10,7 +10,8 @@
                  (:func:`isp.noise.banding.row_banding`; x gain x vector_scale)
     col     0-4  the same masked-pixel statistics per column (masked rows above / below)
     scalar  0-4  log2(ISO / 100), log2(exposure s), log2(gain), iso_known, exposure_known
-                 (``isp.data.scalars``; ISO clamped to 6..409600, exposure to 1e-6..3600 s)
+                 (``isp.data.scalars``; an ISO outside 6..3276800 or an exposure outside
+                 1e-6..86400 s is read as unknown, with a warning)
             5    log2(a / 1e-3)        measured shot-noise slope of var = a x + b (x gain)
             6    log2(b / 1e-5) / 2    measured read variance (x gain^2), i.e. log2 of its std
             7    confidence of that measurement (0: a prior from the ISO)
@@ -56,10 +57,11 @@ SCALAR_NAMES = (
     "log2_a_1e-3", "log2_read_std_3e-3", "noise_confidence",
 )  # fmt: skip
 SCALAR_CHANNELS = len(SCALAR_NAMES)
-ISO_RANGE = (6.0, 409600.0)
-"""EXIF ISOs outside this are clamped (with a warning): no camera records them truthfully."""
-EXPOSURE_RANGE = (1e-6, 3600.0)
-"""Exposure times (s) outside this are clamped (with a warning)."""
+ISO_RANGE = (6.0, 3_276_800.0)
+"""EXIF ISOs outside this are read as unknown (with a warning): no camera records them truthfully,
+and clamping to a bound can make the output worse than the input (measured, issue 14)."""
+EXPOSURE_RANGE = (1e-6, 86_400.0)
+"""Exposure times (s) outside this (an electronic shutter .. a day) are read as unknown."""
 _A_REF, _B_REF = 1e-3, 1e-5
 
 
@@ -99,12 +101,11 @@ def _clamp_metadata(metadata, path: str | None):
             )
             changes[name] = None
         elif not lo <= value <= hi:
-            clamped = min(max(value, lo), hi)
             warnings.warn(
-                f"{path or 'frame'}: EXIF {name} {value:g} is outside {lo:g}..{hi:g}; using {clamped:g}.",
+                f"{path or 'frame'}: EXIF {name} {value:g} is outside {lo:g}..{hi:g}; read as unknown.",
                 stacklevel=3,
             )
-            changes[name] = clamped
+            changes[name] = None
     return replace(metadata, **changes) if changes else metadata
 
 

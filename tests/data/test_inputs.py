@@ -76,11 +76,12 @@ def test_gain_scales_image_vectors_and_noise():
     assert a4 == pytest.approx(4 * a1, rel=1e-5) and b4 == pytest.approx(16 * b1, rel=1e-5)
 
 
-def test_absurd_metadata_is_clamped_with_a_warning():
-    frame, _, _ = _frame(iso=1e7)
+def test_absurd_metadata_is_read_as_unknown_with_a_warning():
+    frame, _, _ = _frame(iso=1e8)
+    assert 1e8 > ISO_RANGE[1]
     with pytest.warns(UserWarning, match="iso"):
         x = model_inputs(frame)
-    assert x.scalar[0] == pytest.approx(np.log2(ISO_RANGE[1] / 100))
+    assert x.scalar[0] == 0 and x.scalar[3] == 0  # log2 ISO and its "known" flag
 
 
 def test_no_masked_pixels_falls_back_to_the_image():

@@ -1,0 +1,75 @@
+"""Markdown tables of ``../shared/devset/score.py --json`` results (the README's and docs' figures).
+
+    python ../shared/devset/score.py --json /tmp/physical.json
+    python ../shared/devset/score.py --set iso-overstated --json /tmp/overstated.json
+    python scripts/devset_table.py /tmp/physical.json /tmp/overstated.json
+
+Per set: mean raw PSNR of the noisy input, BM3D* (the oracle) and isp per ISO x banding cell,
+the mean gain, the worst case, cases worse than the input (by more than 0.05 dB) and, for band
+cases, the largest shortfall of a band case's gain against its plain twin's.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def table(rows: list[dict], title: str) -> str:
+    cells = defaultdict(list)
+    for r in rows:
+        cells[(r["iso"], "band" if r["banding"] else "plain")].append(r)
+    out = [
+        f"**{title}** ({len(rows)} cases): mean raw PSNR (dB)",
+        "",
+        "| ISO | banding | noisy | BM3D* | isp | isp - BM3D* |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (iso, kind), group in sorted(cells.items()):
+        noisy = np.mean([r["noisy"] for r in group])
+        bm3d = (
+            np.nanmean([r["bm3d_gat"] for r in group])
+            if any(np.isfinite(r["bm3d_gat"]) for r in group)
+            else np.nan
+        )
+        ours = np.mean([r["denoised"] for r in group])
+        out.append(f"| {iso} | {kind} | {noisy:.2f} | {bm3d:.2f} | {ours:.2f} | {ours - bm3d:+.2f} |")
+    gain = np.array([r["denoised"] - r["noisy"] for r in rows])
+    vs = np.array([r["denoised"] - r["bm3d_gat"] for r in rows])
+    worst = rows[int(np.argmin(gain))]
+    twins = {r["name"].replace("_band", ""): r for r in rows if r["banding"]}
+    short = [
+        twins[r["name"].replace("_plain", "")]["denoised"]
+        - twins[r["name"].replace("_plain", "")]["noisy"]
+        - (r["denoised"] - r["noisy"])
+        for r in rows
+        if not r["banding"] and r["name"].replace("_plain", "") in twins
+    ]
+    out += [
+        "",
+        f"Mean gain over the noisy input {gain.mean():+.2f} dB; over BM3D* {np.nanmean(vs):+.2f} dB; "
+        f"worst case {gain.min():+.2f} dB ({worst['name']}); {int(np.sum(gain < -0.05))} worse than the input"
+        + (
+            f"; band gain minus plain-twin gain: worst {min(short):+.2f} dB, mean {np.mean(short):+.2f} dB"
+            if short
+            else ""
+        )
+        + ".",
+    ]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    for path in argv:
+        rows = json.loads(Path(path).read_text())
+        print(table(rows, Path(path).stem))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
