@@ -85,6 +85,8 @@ class RawDataModule(L.LightningDataModule):
         camera: ``scenes``: the camera/noise sampler (default ``CameraNoise()``).
         epoch_size: ``scenes``: training items per epoch.
         eval_size: ``scenes``: fixed validation / test items.
+        reference_noise: ``scenes``: share of scenes whose target keeps a base-ISO residual noise
+            (see :class:`isp.data.scenes.SceneDataset`).
         sample_args: ``sample``: keyword arguments of ``isp.data.synth.generate`` (``n_train``,
             ``n_val``, ``n_test``, ``size``, ``seed``) used when generating; its defaults otherwise.
 
@@ -119,6 +121,7 @@ class RawDataModule(L.LightningDataModule):
         camera: CameraNoise | None = None,
         epoch_size: int = 2000,
         eval_size: int = 64,
+        reference_noise: float = 0.0,
     ) -> None:
         super().__init__()
         if source not in ("sample", "pairs", "sid", "synthetic", "scenes"):
@@ -153,6 +156,7 @@ class RawDataModule(L.LightningDataModule):
         self.camera = camera if camera is not None else CameraNoise()
         self.epoch_size = epoch_size
         self.eval_size = eval_size
+        self.reference_noise = reference_noise
         self.root = root
         self.source = source
         self.manifest = manifest
@@ -257,6 +261,7 @@ class RawDataModule(L.LightningDataModule):
                     self.scenes, self.camera, crop_size=crop if split == "train" else (self.eval_crop_size or crop),
                     length=self.epoch_size if split == "train" else self.eval_size,
                     train=split == "train", seed=self.seed + i, vector_scale=self.vector_scale,
+                    reference_noise=self.reference_noise,
                 )
                 for i, split in enumerate(SPLITS)
             }

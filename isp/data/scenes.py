@@ -183,6 +183,12 @@ class SceneDataset(Dataset):
         context: the simulated frame is this many times the crop on each side; the noise and
             banding are measured on the whole frame (as ``predict.py`` measures a whole file) and
             the network's crop is cut from it at a random place.
+        reference_noise: probability that the clean scene (and so the target) carries a residual
+            noise ``var = a_r x + b_r`` of its own, as a real raw at base ISO does (and the
+            development set's references, decimated real raws, do: std ~2e-3 at 8% of white,
+            measured with :func:`isp.noise.estimate.estimate_noise`); the camera's noise is then
+            added on top, so the network learns to remove the shot's noise, not the scene's
+            base-ISO grain. ``a_r``, ``b_r`` log-uniform in ``reference_a``, ``reference_b``.
 
     Items are the batch dict of ``docs/CONTRACTS.md``: ``image, target, row, col, scalar, wb,
     cam_to_srgb, iso, path``.
@@ -200,6 +206,9 @@ class SceneDataset(Dataset):
         level: tuple[float, float] = (0.01, 0.35),
         vector_scale: float = 1024.0,
         context: float = 1.5,
+        reference_noise: float = 0.0,
+        reference_a: tuple[float, float] = (5e-6, 8e-5),
+        reference_b: tuple[float, float] = (1e-8, 5e-6),
     ) -> None:
         if not (isinstance(crop_size, int) and crop_size >= 8):
             raise ValueError(f"Expected `crop_size` to be an int >= 8 (packed pixels). Got {crop_size!r}.")
@@ -209,6 +218,12 @@ class SceneDataset(Dataset):
         if not (isinstance(context, int | float) and context >= 1):
             raise ValueError(f"Expected `context` to be a number >= 1. Got {context!r}.")
         self.context = float(context)
+        if not 0.0 <= reference_noise <= 1.0:
+            raise ValueError(
+                f"Expected `reference_noise` to be a probability in [0, 1]. Got {reference_noise!r}."
+            )
+        self.reference_noise = float(reference_noise)
+        self.reference_a, self.reference_b = tuple(reference_a), tuple(reference_b)
         self.rank = 0
 
     def __len__(self) -> int:
@@ -227,6 +242,11 @@ class SceneDataset(Dataset):
         clean, cfa, wb, cam_to_srgb = self.scenes.draw(size, rng)
         target_mean = math.exp(rng.uniform(math.log(self.level[0]), math.log(self.level[1])))
         clean = clean * np.float32(target_mean / max(float(clean.mean()), 1e-6))
+        if rng.random() < self.reference_noise:
+            a_r = math.exp(rng.uniform(*np.log(self.reference_a)))
+            b_r = math.exp(rng.uniform(*np.log(self.reference_b)))
+            std = np.sqrt(a_r * np.clip(clean, 0, None) + b_r).astype(np.float32)
+            clean = np.clip(clean + rng.standard_normal(clean.shape, dtype=np.float32) * std, 0, None)
         model = self.noise.sample(rng)
         sensor = synthesize_sensor(clean, model, rng)
         meta = RawMetadata(

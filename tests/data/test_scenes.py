@@ -74,3 +74,15 @@ def test_datamodule_source_scenes(photos):
 @pytest.mark.skipif(not CONTENT.is_dir(), reason="../shared/content is absent (a user's clone)")
 def test_shared_photographs_are_found():
     assert len(SceneMix(images=[CONTENT]).images) == 314
+
+
+def test_reference_noise_stays_in_the_target():
+    mix = SceneMix()
+    plain = SceneDataset(mix, CameraNoise(), crop_size=32, length=1, train=False, seed=5)
+    grainy = SceneDataset(mix, CameraNoise(), crop_size=32, length=1, train=False, seed=5, reference_noise=1.0)
+    a, b = plain[0]["target"], grainy[0]["target"]
+    diff = (b - a).numpy()
+    # the residual noise is white and small: a scene's base-ISO grain, not a change of the scene
+    assert 1e-4 < diff.std() < 1e-2 and abs(diff.mean()) < 0.2 * diff.std()
+    with pytest.raises(ValueError, match="reference_noise"):
+        SceneDataset(mix, CameraNoise(), reference_noise=2.0)
