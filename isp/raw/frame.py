@@ -34,7 +34,8 @@ class RawMetadata:
         model: camera model ("" when unknown).
         timestamp: capture time as written in the file (naive local time), or ``None``.
         wb: ``(3,)`` as-shot white-balance multipliers R, G, B with G = 1. :func:`~isp.raw.read`
-            falls back to LibRaw's daylight multipliers, then to ones, when the file has none.
+            falls back to LibRaw's daylight multipliers, then to ones, when the file has none, and
+            computes dcraw's automatic balance where the camera chose one without recording it.
         cam_to_srgb: ``(3, 3)`` white-balanced camera RGB -> linear sRGB; rows sum to 1. From the
             file's XYZ -> camera matrix (see :mod:`isp.raw.color`); identity when it has none.
         orientation: EXIF/TIFF Orientation 1-8 of the image (1: as stored; 6: rotate 90 degrees

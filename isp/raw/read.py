@@ -28,7 +28,7 @@ import numpy as np
 import rawpy
 import tifffile
 
-from .color import cam_to_srgb_from_xyz
+from .color import auto_white_balance, cam_to_srgb_from_xyz
 from .dng import DNG_RENDERING_TAGS
 from .errors import RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, RawFrame, RawMetadata, frame_from_sensor
@@ -327,7 +327,8 @@ def read(path: str | os.PathLike) -> RawFrame:
         )
     top, left = int(sizes.top_margin), int(sizes.left_margin)
     active_area = (top, left, top + int(sizes.height), left + int(sizes.width))
-    _check_decoded(path, sensor[active_area[0] : active_area[2], active_area[1] : active_area[3]])
+    visible = sensor[active_area[0] : active_area[2], active_area[1] : active_area[3]]
+    _check_decoded(path, visible)
     if info is not None and info.is_dng and info.xyz_to_cam is not None:
         xyz_to_cam = info.xyz_to_cam
     metadata = RawMetadata(
@@ -338,7 +339,7 @@ def read(path: str | os.PathLike) -> RawFrame:
         make=info.make if info is not None else "",
         model=info.model if info is not None else "",
         timestamp=_timestamp(stamp),
-        wb=_white_balance(cam_wb, day_wb),
+        wb=_white_balance(cam_wb, day_wb, visible, cfa, per_channel[pattern], white),
         cam_to_srgb=_cam_to_srgb(xyz_to_cam),
         orientation=_LIBRAW_FLIP_TO_ORIENTATION.get(flip, 1),
         dng_tags=dict(info.dng_tags or {}) if info is not None else {},
@@ -364,8 +365,17 @@ def _timestamp(stamp) -> _dt.datetime | None:
     return _dt.datetime.fromtimestamp(stamp) if stamp > 0 else None
 
 
-def _white_balance(camera: np.ndarray, daylight: np.ndarray) -> np.ndarray:
-    """As-shot multipliers R, G, B with G = 1; daylight multipliers, then ones, when absent."""
+def _white_balance(camera, daylight, visible, cfa, black, white) -> np.ndarray:
+    """As-shot multipliers R, G, B with G = 1; daylight multipliers, then ones, when absent.
+
+    A camera white balance starting with -1 is LibRaw's (dcraw's) "the camera chose it
+    automatically and did not record it": the as-shot balance is then dcraw's automatic one, with
+    which dcraw, LibRaw and RawTherapee render the file.
+    """
+    if camera.size >= 3 and camera[0] == -1 and min(visible.shape) >= 8:
+        auto = auto_white_balance(visible, cfa, black, white)
+        if auto is not None:
+            return auto
     for wb in (camera, daylight):
         if wb.size >= 3 and np.all(np.isfinite(wb[:3])) and np.all(wb[:3] > 0):
             return wb[:3] / wb[1]

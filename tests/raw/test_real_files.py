@@ -158,3 +158,23 @@ def test_fuzz_small_seeded_subset(tmp_path):
 @pytest.mark.slow
 def test_fuzz_hundreds_of_mutations(tmp_path):
     _fuzz(mutations(seed=2026, n=200), tmp_path)
+
+
+def test_a_camera_auto_white_balance_is_dcraws_auto_white_balance(recwarn):
+    # The D30 records "auto" without its multipliers (LibRaw: camera white balance [-1, ...]);
+    # LibRaw's own rendering with the camera balance then applies dcraw's automatic one: the ratio
+    # of its channel sums to those of a rendering with unit multipliers is the balance it used.
+    import rawpy
+
+    path = SHARED / "canon_eos_d30_CRW.CRW"
+    with rawpy.imread(str(path)) as raw:
+        assert raw.camera_whitebalance[0] == -1
+    kw = {"output_color": rawpy.ColorSpace.raw, "gamma": (1, 1), "no_auto_bright": True, "output_bps": 16,
+          "half_size": True, "user_flip": 0, "highlight_mode": rawpy.HighlightMode.Ignore}
+    renders = []
+    for wb in ({"use_camera_wb": True}, {"user_wb": [1, 1, 1, 1]}):
+        with rawpy.imread(str(path)) as raw:
+            renders.append(raw.postprocess(**wb, **kw).reshape(-1, 3).astype(np.float64))
+    unclipped = (renders[0].max(axis=1) < 60000) & (renders[1].max(axis=1) < 60000)
+    used = renders[0][unclipped].sum(axis=0) / renders[1][unclipped].sum(axis=0)
+    np.testing.assert_allclose(read(path).metadata.wb, used / used[1], rtol=0.02)
