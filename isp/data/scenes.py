@@ -247,6 +247,9 @@ class SceneDataset(Dataset):
             b_r = math.exp(rng.uniform(*np.log(self.reference_b)))
             std = np.sqrt(a_r * np.clip(clean, 0, None) + b_r).astype(np.float32)
             clean = np.clip(clean + rng.standard_normal(clean.shape, dtype=np.float32) * std, 0, None)
+        # a sensor saturates at its white level: the scene, and so the target, clips there too (an
+        # unclipped target taught the network to brighten highlights above the clip)
+        clean = np.minimum(clean, np.float32(1.0))
         model = self.noise.sample(rng)
         sensor = synthesize_sensor(clean, model, rng)
         meta = RawMetadata(

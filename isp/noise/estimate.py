@@ -19,7 +19,7 @@ at one ISO, merged raws carry an ISO whose noise they no longer have), so they a
 
 Fallbacks, in :attr:`NoiseEstimate.source`: ``"image+ob"`` (both), ``"image"`` (no masked pixels:
 ``a`` and ``b`` both fitted), ``"ob+prior"`` / ``"prior"`` (too few unclipped blocks: ``a`` from
-the ISO through a nominal 30 000-electron full well at ISO 100, or ISO 400 when the ISO is
+the ISO through a nominal 30 000-electron full well at ISO 100, or ISO 100 when the ISO is
 unknown; ``b`` from the masked pixels or the prior's 3-electron read noise). ``confidence`` is 0
 for the prior and grows with the number of blocks and the agreement of the bins with the fit.
 """
@@ -68,8 +68,12 @@ class NoiseEstimate:
 
 
 def prior_noise(iso: float | None) -> tuple[float, float]:
-    """``(a, b)`` of a nominal camera at ``iso`` (ISO 400 when unknown): 30k e- at ISO 100, 3 e- read."""
-    iso = 400.0 if iso is None or not math.isfinite(iso) or iso <= 0 else float(iso)
+    """``(a, b)`` of a nominal camera at ``iso`` (ISO 100 when unknown): 30k e- at ISO 100, 3 e- read.
+
+    An unknown ISO takes the base ISO: too little noise assumed leaves noise in, too much erases
+    detail, and only the first is never worse than the input.
+    """
+    iso = 100.0 if iso is None or not math.isfinite(iso) or iso <= 0 else float(iso)
     a = iso / 100.0 / _PRIOR_FULL_WELL
     return a, (a * _PRIOR_READ_E) ** 2
 
@@ -146,7 +150,7 @@ def estimate_noise(
     floor: float = -np.inf,
     ceiling: float = 0.98,
     bins: int = 12,
-    min_blocks: int = 24,
+    min_blocks: int = 12,
 ) -> NoiseEstimate:
     """Measure ``var = a * x + b`` of one raw frame.
 

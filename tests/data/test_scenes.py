@@ -86,3 +86,10 @@ def test_reference_noise_stays_in_the_target():
     assert 1e-4 < diff.std() < 1e-2 and abs(diff.mean()) < 0.2 * diff.std()
     with pytest.raises(ValueError, match="reference_noise"):
         SceneDataset(mix, CameraNoise(), reference_noise=2.0)
+
+
+def test_targets_saturate_at_white_like_a_sensor():
+    ds = SceneDataset(SceneMix(), CameraNoise(), crop_size=32, length=8, train=False, level=(0.5, 0.9))
+    items = [ds[i] for i in range(8)]
+    assert max(float(x["target"].max()) for x in items) <= 1.0
+    assert any(float(x["target"].max()) == 1.0 for x in items)  # bright scenes do reach the clip

@@ -57,10 +57,13 @@ def test_default_settings_tile_like_the_untiled_frame(tmp_path):
 
 
 def test_shipped_files_are_small_and_documented():
-    assert DEFAULT_WEIGHTS.stat().st_size <= 10 * 2**20
+    assert DEFAULT_WEIGHTS.stat().st_size <= 20 * 2**20
     config = json.loads(DEFAULT_CONFIG.read_text())
     assert config["model"]["class_path"] == "isp.models.UNet"
     assert config["metrics"]["val_raw_psnr"] > config["metrics"]["val_input_raw_psnr"]
-    assert "configs/quickstart.yaml" in config["training"]["command"]
+    assert "configs/production.yaml" in config["training"]["command"]
+    assert config["data"]["inputs_version"] == 2 and config["model"]["init_args"]["noise_map"]
+    card = config["devset"]["physical"]  # the model card's dev-set results, per ISO x banding cell
+    assert card["cases"] == 48 and card["isp"] > card["noisy"] and len(card["cells"]) == 6
     state = torch.load(DEFAULT_WEIGHTS, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
