@@ -61,6 +61,45 @@ def _validate(loaded, root: str) -> dict:
             "val_raw_psnr": round(float(np.mean(denoised)), 3)}
 
 
+LICENCES = {
+    "Kodak24": "Kodak Lossless True Color Image Suite: released for unrestricted use",
+    "CBSD68": "Berkeley Segmentation Dataset: non-commercial research and education",
+    "CBSD432": "Berkeley Segmentation Dataset (rest of BSDS500): non-commercial research and education",
+    "McMaster18": "research benchmark (Zhang et al. 2011), no explicit licence",
+    "Urban100-half": "research benchmark (Huang et al. CVPR 2015, Flickr images), no licence file",
+}
+
+
+def _card(config_path: Path) -> dict:
+    """Training data (with licences) and noise model of a ``source: scenes`` recipe, for the card."""
+    import yaml
+
+    data = (yaml.safe_load(config_path.read_text()) or {}).get("data", {})
+    if data.get("source") != "scenes":
+        return {}
+    scenes = data.get("scenes", {}).get("init_args", {})
+    return {
+        "training_data": {
+            "photographs": scenes.get("images"),
+            "photograph_sets_and_licences": LICENCES,
+            "clean_raws": scenes.get("raws"),
+            "excluded": scenes.get("exclude"),
+            "weights_photos_raws_dead_leaves": scenes.get("weights"),
+            "terms": "inherits the research-use terms of BSDS, McMaster and Urban100: not for commercial use",
+        },
+        "noise_model": {
+            "class": "isp.noise.camera.CameraNoise (defaults)",
+            "summary": "full well 10k-200k e- at ISO 100, ISO 50-32000, 10/12/14 bit, black 0-2048, "
+                       "Poisson shot, 1-8 e- pre-gain read (Gaussian or Tukey-lambda), post-gain read "
+                       "1e-4..6e-4 of the range, banding on 60% up to 1.5 read std, EXIF ISO 2-32x "
+                       "overstated on 25%, rounding and clipping",
+            "reference_noise": data.get("reference_noise", 0.0),
+            "crop_size": data.get("crop_size"),
+            "batch_size": data.get("batch_size"),
+        },
+    }
+
+
 def _devset(devset: Path) -> dict:
     """Run ../shared/devset/score.py on the weights just written; per-cell and overall means."""
     import subprocess
@@ -143,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": count_parameters(loaded.net),
         "size_bytes": weights.stat().st_size,
     }
+    config.update(_card(ROOT / args.config))
     card = args.out / "default.json"
     card.write_text(json.dumps(config, indent=2) + "\n")
     if args.devset is not None:
