@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devset", type=Path, default=ROOT.parent / "shared" / "devset" / "physical")
     p.add_argument("--scene", default="s40_print_6D", help="case-name prefix: scene and camera")
     p.add_argument("--ckpt", type=Path, default=None)
-    p.add_argument("--crop", type=int, default=96, help="crop side in packed pixels")
+    p.add_argument("--crop", type=int, default=128, help="crop side in packed pixels")
     p.add_argument("--at", type=int, nargs=2, default=(80, 150), help="crop top-left (packed)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "devset_crops.png")
     args = p.parse_args(argv)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             labels.append(name)
             print(name, " ".join(t[1] for t in tiles[-1]))
-    scale, pad = 2, 4
+    scale, pad = 1, 4
     side = c * scale
     sheet = Image.new("RGB", (4 * (side + pad) + pad, len(tiles) * (side + pad + 14) + pad), "white")
     draw = ImageDraw.Draw(sheet)
