@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from isp.data.inputs import EXPOSURE_RANGE, ISO_RANGE
+from isp.raw.read import RAW_EXTENSIONS
 
 if TYPE_CHECKING:
     from isp.raw import RawFrame
@@ -50,14 +51,6 @@ __all__ = [
     "write_denoised_dng",
     "write_output",
 ]
-
-#: File extensions (lower case, with the dot) of camera raw formats that folders are searched for:
-#: those LibRaw reads (its list of supported formats), Apple QuickTake .qtk and Kodak .kdc among them.
-RAW_EXTENSIONS = frozenset(
-    ".3fr .ari .arw .bay .bmq .cap .cine .cr2 .cr3 .crw .cs1 .dc2 .dcr .dng .drf .dsc .erf .fff .gpr "
-    ".ia .iiq .j6i .k25 .kc2 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .ori .pef .ptx .pxn .qtk .raf "
-    ".raw .rdc .rw2 .rwl .rwz .sr2 .srf .srw .sti .x3f".split()
-)
 
 # ISO_RANGE, EXPOSURE_RANGE (isp.data.inputs): the values a camera can record (the Nikon D5/D6
 # "Hi 5" is ISO 3,276,800); outside them the network is told the value is unknown (for_network).

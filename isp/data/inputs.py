@@ -32,7 +32,7 @@ import numpy as np
 
 from isp.data.scalars import scalars
 from isp.noise.banding import row_banding
-from isp.noise.estimate import NoiseEstimate, estimate_noise, ob_read_variance
+from isp.noise.estimate import NoiseEstimate, estimate_noise
 from isp.raw import PackInfo, RawFrame, noise_vectors, pack
 from isp.raw.pack import phase_crop
 
@@ -109,26 +109,27 @@ def _clamp_metadata(metadata, path: str | None):
     return replace(metadata, **changes) if changes else metadata
 
 
-def _ob_offsets(frame: RawFrame, row: np.ndarray, floor: float) -> tuple[np.ndarray | None, float | None]:
-    """Per-row masked offsets ``(2, h)`` and their noise variance (medians where the pixels clip)."""
+def _ob_offsets(
+    frame: RawFrame, row: np.ndarray, floor: float, read_var: float
+) -> tuple[np.ndarray | None, float | None]:
+    """Per-row masked offsets ``(2, h)`` and their noise variance (medians where the pixels clip).
+
+    ``read_var`` is the masked pixels' read variance (:func:`isp.noise.estimate.ob_read_variance`,
+    as the noise estimate measured it).
+    """
     ob = frame.optical_black
-    masked = [m for m in (ob.left, ob.right) if m is not None and m.size]
+    masked = [m for m in (ob.left, ob.right) if m is not None and m.ndim == 2 and m.shape[1] >= 2]
     if not masked or row[4].max() <= 0:
         return None, None
     block = np.concatenate(masked, axis=1) if len({m.shape[0] for m in masked}) == 1 else masked[0]
-    measured = ob_read_variance([block], floor)
-    if measured is None:
-        return None, None
-    var, _ = measured
     m = block.shape[1]
-    offsets = row[[0, 2]].astype(np.float64)
     if np.mean(block <= floor + 1e-12) > 1e-3:  # clipped at 0 DN: the mean is biased, the median not
         top, _ = phase_crop(frame.cfa)
         h = row.shape[1]
         med = np.median(block, axis=1)
         offsets = np.stack([med[top : top + 2 * h : 2], med[top + 1 : top + 2 * h : 2]])
-        return offsets, max(var, 1e-14) * (math.pi / 2) / m
-    return offsets, max(var, 1e-14) / m
+        return offsets, max(read_var, 1e-14) * (math.pi / 2) / m
+    return row[[0, 2]].astype(np.float64), max(read_var, 1e-14) / m
 
 
 def model_inputs(
@@ -177,7 +178,8 @@ def model_inputs(
     h = planes.shape[1]
     banding = np.zeros((2, h), np.float32)
     if destripe:
-        offsets, variance = _ob_offsets(frame, row, floor)
+        has_ob = noise.source in ("image+ob", "ob+prior")
+        offsets, variance = _ob_offsets(frame, row, floor, noise.b) if has_ob else (None, None)
         banding = row_banding(planes, offsets, variance)
         planes[:2] -= banding[0][None, :, None]
         planes[2:] -= banding[1][None, :, None]

@@ -32,7 +32,7 @@ from isp.data.inputs import crop_inputs, model_inputs
 from isp.data.synth import dead_leaves, mosaic_from_rgb
 from isp.data.unprocess import random_pipeline, unprocess
 from isp.noise.camera import CameraNoise, synthesize_sensor
-from isp.raw import RawMetadata, frame_from_sensor
+from isp.raw import RAW_EXTENSIONS, RawMetadata, frame_from_sensor, pack
 
 __all__ = ["IMAGE_EXTENSIONS", "SceneDataset", "SceneMix", "find_files"]
 
@@ -81,12 +81,9 @@ class SceneMix:
         weights: tuple[float, float, float] = (0.75, 0.1, 0.15),
         downscale: tuple[float, float] = (1.0, 2.0),
     ) -> None:
-        from isp.data.sources import RAW_EXTENSIONS
-
         self.exclude = list(exclude or [])
         self.images = find_files(images or [], IMAGE_EXTENSIONS, self.exclude)
-        raw_ext = tuple(RAW_EXTENSIONS) + (".crw", ".kdc", ".qtk")
-        self.raws = find_files(raws or [], raw_ext, self.exclude)
+        self.raws = find_files(raws or [], RAW_EXTENSIONS, self.exclude)
         w = np.array(weights, dtype=np.float64)
         if w.shape != (3,) or (w < 0).any():
             raise ValueError(f"Expected `weights` to be three non-negative numbers. Got {weights!r}.")
@@ -114,7 +111,7 @@ class SceneMix:
     def _raw(self, path: str) -> np.ndarray | None:
         """Decimated clean RGGB mosaic of a raw file (None when it cannot be read)."""
         if path not in self._raws:
-            from isp.raw import RawError, pack, read
+            from isp.raw import RawError, read
 
             try:
                 planes, _ = pack(read(path))
@@ -264,11 +261,9 @@ class SceneDataset(Dataset):
             active_area=(0, m, size, m + size),
             metadata=meta,
         )
-        with warnings.catch_warnings():  # overstated ISOs beyond the clamp range are intended here
+        with warnings.catch_warnings():  # a configured ISO range may go past ISO_RANGE on purpose
             warnings.simplefilter("ignore")
             x = model_inputs(frame, vector_scale=self.vector_scale)
-        from isp.raw import pack
-
         target, _ = pack(clean, cfa)
         h, w = target.shape[1:]
         top = int(rng.integers(0, h - c + 1)) if self.train else (h - c) // 2

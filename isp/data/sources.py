@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from isp.data.cache import MissingDataError
+from isp.raw.read import RAW_EXTENSIONS
 
 __all__ = [
     "RAW_EXTENSIONS",
@@ -41,9 +42,6 @@ __all__ = [
 SPLITS = ("train", "val", "test")
 SID_SPLITS = {"0": "train", "1": "test", "2": "val"}
 SID_LISTS = ("Sony_train_list.txt", "Sony_val_list.txt", "Sony_test_list.txt")
-RAW_EXTENSIONS = (
-    ".dng", ".arw", ".nef", ".nrw", ".cr2", ".cr3", ".orf", ".rw2", ".pef", ".srw", ".raw", ".3fr", ".iiq",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -205,6 +203,6 @@ def clean_files(root: str | os.PathLike, manifest: str | os.PathLike | None = No
     found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in RAW_EXTENSIONS)
     if not found:
         raise MissingDataError(
-            f"Expected raw files ({', '.join(RAW_EXTENSIONS)}) under `data.root` {str(root)!r}. Found none."
+            f"Expected raw files ({', '.join(sorted(RAW_EXTENSIONS))}) under `data.root` {str(root)!r}. Found none."
         )
     return [Pair(None, str(p.resolve()), _split_of(p.relative_to(root))) for p in found]

@@ -35,7 +35,7 @@ __all__ = ["NoiseEstimate", "estimate_noise", "ob_read_variance", "prior_noise"]
 
 _BLOCK = 4  # Haar coefficients per block side (16 degrees of freedom)
 _QUANTILE = 0.25
-_Z = {0.25: -0.6745}
+_Z_QUANTILE = -0.6745  # the standard normal's 0.25 quantile
 _PRIOR_FULL_WELL = 30000.0
 _PRIOR_READ_E = 3.0
 A_RANGE = (1e-7, 0.2)
@@ -110,13 +110,10 @@ def ob_read_variance(masked: list[np.ndarray | None], floor: float | None = None
     return float(var), int(block.size)
 
 
-def _chi2_quantile_factor(q: float, dof: int) -> float:
-    """``chi2_q(dof) / dof`` by the Wilson-Hilferty approximation."""
-    z = _Z.get(q)
-    if z is None:  # an inverse-normal by bisection is not needed for the fixed quantile used here
-        raise ValueError(f"Expected a tabulated quantile {sorted(_Z)}. Got {q}.")
+def _chi2_quantile_factor(dof: int) -> float:
+    """``chi2_q(dof) / dof`` at ``q = _QUANTILE`` by the Wilson-Hilferty approximation."""
     c = 2.0 / (9.0 * dof)
-    return (1.0 - c + z * math.sqrt(c)) ** 3
+    return (1.0 - c + _Z_QUANTILE * math.sqrt(c)) ** 3
 
 
 def _blocks(planes: np.ndarray, floor: float, ceiling: float) -> tuple[np.ndarray, np.ndarray]:
@@ -189,7 +186,7 @@ def estimate_noise(
         return NoiseEstimate(_clamp(a, A_RANGE), _clamp(b if b_ob is None else b_ob, B_RANGE), 0.0, source, n)
     order = np.argsort(mean)
     groups = np.array_split(order, min(bins, n // 8))
-    factor = _chi2_quantile_factor(_QUANTILE, _BLOCK * _BLOCK)
+    factor = _chi2_quantile_factor(_BLOCK * _BLOCK)
     mu = np.array([np.median(mean[g]) for g in groups])
     v = np.array([np.quantile(var[g], _QUANTILE) for g in groups]) / factor
     counts = np.array([len(g) for g in groups], dtype=np.float64)

@@ -8,7 +8,7 @@ from .errors import RawError, RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
 from .levels import normalize
 from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
-from .read import read
+from .read import RAW_EXTENSIONS, read
 from .vectors import COL_CHANNELS, ROW_CHANNELS, noise_vectors
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "OpticalBlack",
     "PACKED_CHANNELS",
     "PackInfo",
+    "RAW_EXTENSIONS",
     "RawError",
     "RawFrame",
     "RawMetadata",

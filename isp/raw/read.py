@@ -33,7 +33,15 @@ from .dng import DNG_RENDERING_TAGS
 from .errors import RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, RawFrame, RawMetadata, frame_from_sensor
 
-__all__ = ["MIN_BYTES_PER_PIXEL", "MAX_ZERO_ROWS", "read"]
+__all__ = ["MAX_ZERO_ROWS", "MIN_BYTES_PER_PIXEL", "RAW_EXTENSIONS", "read"]
+
+#: File extensions (lower case, with the dot) of camera raw formats that folders are searched for:
+#: those LibRaw reads (its list of supported formats), Apple QuickTake .qtk and Kodak .kdc among them.
+RAW_EXTENSIONS = frozenset(
+    ".3fr .ari .arw .bay .bmq .cap .cine .cr2 .cr3 .crw .cs1 .dc2 .dcr .dng .drf .dsc .erf .fff .gpr "
+    ".ia .iiq .j6i .k25 .kc2 .kdc .mdc .mef .mos .mrw .nef .nrw .orf .ori .pef .ptx .pxn .qtk .raf "
+    ".raw .rdc .rw2 .rwl .rwz .sr2 .srf .srw .sti .x3f".split()
+)
 
 #: A raw file smaller than this many bytes per sensor pixel cannot hold the image its header
 #: declares, however it is compressed (the densest real file seen, a dim QuickTake 150 frame, has
