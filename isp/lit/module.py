@@ -87,6 +87,10 @@ class DenoiseModule(L.LightningModule):
             noisy | denoised | clean sRGB (0: none).
         preview_max_height: previews taller than this are shrunk.
         srgb_metrics: also compute PSNR/SSIM after rendering to sRGB.
+        init_weights: start from these weights instead of a random init: ``"default"`` (the
+            shipped model) or a ``train.py`` checkpoint / exported ``.pt``; the architecture must
+            match. For fine-tuning on your own data (unlike ``--ckpt_path``, which resumes a run
+            with its optimizer and schedule).
 
     Example:
         >>> from isp.models import UNet
@@ -107,6 +111,7 @@ class DenoiseModule(L.LightningModule):
         num_previews: int = 3,
         preview_max_height: int = 256,
         srgb_metrics: bool = True,
+        init_weights: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -125,6 +130,8 @@ class DenoiseModule(L.LightningModule):
         if isinstance(self.hparams.get("net"), nn.Module):
             del self.hparams["net"]
             self._hparams_initial.pop("net", None)
+        if init_weights is not None:
+            _init_from(net, init_weights)
         self.net = net
         self.loss = loss
         self.optimizer_factory = optimizer
@@ -292,3 +299,24 @@ class DenoiseModule(L.LightningModule):
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _init_from(net: nn.Module, source: str) -> None:
+    """Copy the weights of ``source`` ("default": the shipped model; or a checkpoint path) into ``net``.
+
+    Fine-tuning starts here: the architectures must match exactly, else the error names the file and
+    the first parameters that differ.
+    """
+    from isp.weights import load_model
+
+    loaded = load_model(None if source == "default" else source)
+    theirs, ours = loaded.net.state_dict(), net.state_dict()
+    missing = sorted(set(ours) - set(theirs))
+    unexpected = sorted(set(theirs) - set(ours))
+    shapes = [k for k in ours if k in theirs and ours[k].shape != theirs[k].shape]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"Expected `init_weights` {source!r} ({loaded.source}) to hold this network's weights. "
+            f"Got missing {missing[:3]}, unexpected {unexpected[:3]}, other shapes {shapes[:3]}."
+        )
+    net.load_state_dict(theirs)

@@ -200,3 +200,19 @@ def test_losses_and_bad_arguments():
         DenoiseModule(net, scheduler_interval="batch")
     with pytest.raises(TypeError, match="net"):
         DenoiseModule("unet")
+
+
+def test_init_weights_copies_the_shipped_model_and_rejects_another_architecture():
+    import json
+
+    from isp.lit.module import DenoiseModule
+    from isp.models import UNet
+    from isp.weights import DEFAULT_CONFIG, load_model
+
+    args = json.loads(DEFAULT_CONFIG.read_text())["model"]["init_args"]
+    module = DenoiseModule(UNet(**args), init_weights="default")
+    shipped = load_model().net.state_dict()
+    for name, value in module.net.state_dict().items():
+        assert torch.equal(value, shipped[name]), name
+    with pytest.raises(ValueError, match="init_weights.*default"):
+        DenoiseModule(UNet(**{**args, "base_width": 8}), init_weights="default")
