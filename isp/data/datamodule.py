@@ -87,6 +87,8 @@ class RawDataModule(L.LightningDataModule):
         eval_size: ``scenes``: fixed validation / test items.
         reference_noise: ``scenes``: share of scenes whose target keeps a base-ISO residual noise
             (see :class:`isp.data.scenes.SceneDataset`).
+        reference_a: ``scenes``: ``(low, high)`` of that residual noise's shot slope (log-uniform).
+        reference_b: ``scenes``: ``(low, high)`` of its read variance (log-uniform).
         sample_args: ``sample``: keyword arguments of ``isp.data.synth.generate`` (``n_train``,
             ``n_val``, ``n_test``, ``size``, ``seed``) used when generating; its defaults otherwise.
 
@@ -122,6 +124,8 @@ class RawDataModule(L.LightningDataModule):
         epoch_size: int = 2000,
         eval_size: int = 64,
         reference_noise: float = 0.0,
+        reference_a: tuple[float, float] = (5e-6, 8e-5),
+        reference_b: tuple[float, float] = (1e-8, 5e-6),
     ) -> None:
         super().__init__()
         if source not in ("sample", "pairs", "sid", "synthetic", "scenes"):
@@ -157,6 +161,7 @@ class RawDataModule(L.LightningDataModule):
         self.epoch_size = epoch_size
         self.eval_size = eval_size
         self.reference_noise = reference_noise
+        self.reference_a, self.reference_b = tuple(reference_a), tuple(reference_b)
         self.root = root
         self.source = source
         self.manifest = manifest
@@ -262,6 +267,8 @@ class RawDataModule(L.LightningDataModule):
                     length=self.epoch_size if split == "train" else self.eval_size,
                     train=split == "train", seed=self.seed + i, vector_scale=self.vector_scale,
                     reference_noise=self.reference_noise,
+                    reference_a=self.reference_a,
+                    reference_b=self.reference_b,
                 )
                 for i, split in enumerate(SPLITS)
             }

@@ -33,6 +33,7 @@ import numpy as np
 from isp.data.scalars import scalars
 from isp.noise.banding import row_banding
 from isp.noise.estimate import NoiseEstimate, estimate_noise
+from isp.noise.masked import censored_rows, clipped
 from isp.raw import PackInfo, RawFrame, noise_vectors, pack
 from isp.raw.pack import phase_crop
 
@@ -111,8 +112,8 @@ def _clamp_metadata(metadata, path: str | None):
 
 def _ob_offsets(
     frame: RawFrame, row: np.ndarray, floor: float, read_var: float
-) -> tuple[np.ndarray | None, float | None]:
-    """Per-row masked offsets ``(2, h)`` and their noise variance (medians where the pixels clip).
+) -> tuple[np.ndarray | None, float | np.ndarray | None]:
+    """Per-row masked offsets ``(2, h)`` and their noise variance (a censored fit where pixels clip).
 
     ``read_var`` is the masked pixels' read variance (:func:`isp.noise.estimate.ob_read_variance`,
     as the noise estimate measured it).
@@ -123,12 +124,13 @@ def _ob_offsets(
         return None, None
     block = np.concatenate(masked, axis=1) if len({m.shape[0] for m in masked}) == 1 else masked[0]
     m = block.shape[1]
-    if np.mean(block <= floor + 1e-12) > 1e-3:  # clipped at 0 DN: the mean is biased, the median not
+    if np.mean(clipped(block, floor)) > 1e-3:  # clipped at 0 DN: means and medians are biased
         top, _ = phase_crop(frame.cfa)
         h = row.shape[1]
-        med = np.median(block, axis=1)
-        offsets = np.stack([med[top : top + 2 * h : 2], med[top + 1 : top + 2 * h : 2]])
-        return offsets, max(read_var, 1e-14) * (math.pi / 2) / m
+        fit = censored_rows(block, floor)
+        offsets = np.stack([fit.offsets[top : top + 2 * h : 2], fit.offsets[top + 1 : top + 2 * h : 2]])
+        variances = np.stack([fit.variances[top : top + 2 * h : 2], fit.variances[top + 1 : top + 2 * h : 2]])
+        return offsets, np.maximum(variances, 1e-14)
     return row[[0, 2]].astype(np.float64), max(read_var, 1e-14) / m
 
 

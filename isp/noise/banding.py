@@ -11,8 +11,8 @@ see it:
   the scene, to a precision of ``~1.2 sigma / sqrt(W)``. It misses only slow banding.
 
 :func:`row_banding` combines both as the MAP estimate under a white Gaussian prior on ``b``
-(variance fitted from the data): a quadratic problem that is a convolution in ``y``, solved
-exactly on the mirrored sequence by FFT in ``O(H log H)``. Without masked pixels only the
+(variance fitted from the data): a quadratic problem in ``y``, solved
+exactly as one banded linear system in ``O(H)``. Without masked pixels only the
 visible-pixel term remains; without banding the fitted prior variance is ~0 and so is the estimate.
 The result is what the denoiser's row inputs carry and what :func:`isp.data.inputs.model_inputs`
 subtracts before the network.
@@ -21,6 +21,8 @@ subtracts before the network.
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.linalg import spsolve
 
 __all__ = ["row_banding", "row_second_difference"]
 
@@ -69,8 +71,10 @@ def row_banding(
         ob_offsets: ``(2, h)`` mean of the masked pixels of the even and odd sensor row of each
             packed row (channels 0 and 2 of ``isp.raw.noise_vectors``), or None without masked
             columns.
-        ob_variance: variance of one ``ob_offsets`` value around the true offset (read variance
-            over the masked pixels per row); required with ``ob_offsets``.
+        ob_variance: variance of each ``ob_offsets`` value around the true offset (read variance
+            over the masked pixels of a row): one number, or ``(2, h)`` per row (rows whose masked
+            pixels clip at 0 DN know less, :func:`isp.noise.masked.censored_rows`); required with
+            ``ob_offsets``.
 
     Returns:
         ``(2, h)`` float32: the estimated offset of the even and the odd sensor row of each packed
@@ -94,33 +98,45 @@ def row_banding(
         ob_offsets = np.asarray(ob_offsets, dtype=np.float64)
         if ob_offsets.shape != (2, h):
             raise ValueError(f"Expected `ob_offsets` of shape (2, {h}). Got {ob_offsets.shape}.")
-        if ob_variance is None or not np.isfinite(ob_variance) or ob_variance <= 0:
-            raise ValueError(f"Expected a positive `ob_variance` with `ob_offsets`. Got {ob_variance!r}.")
+        var = None if ob_variance is None else np.asarray(ob_variance, dtype=np.float64)
+        if var is None or var.shape not in ((), (2, h)) or not (np.isfinite(var).all() and (var > 0).all()):
+            raise ValueError(
+                f"Expected a positive `ob_variance` (a number or (2, {h})) with `ob_offsets`. Got {ob_variance!r}."
+            )
     out = np.zeros((2, h), dtype=np.float32)
     if h < 8:
         return out
-    omega = np.pi * np.arange(2 * h) / h  # frequencies of the mirrored sequence (length 2h)
-    lap = 1.0 - np.cos(omega)  # the second difference [-1/2, 1, -1/2] in Fourier
+    lap = _second_difference_operator(h)
     for stream, members in enumerate(((0, 1), (2, 3))):
         stats = [row_second_difference(planes[c]) for c in members]
         hd = np.mean([s for s, _ in stats], axis=0)
         tau2 = float(np.mean([v for _, v in stats])) / len(members)
         if ob_offsets is not None:
             o = ob_offsets[stream] - np.median(ob_offsets[stream])
-            sigma_o2 = float(ob_variance)
-            prior = max(_robust_var(o) - sigma_o2, 0.0)
+            sigma_o2 = np.broadcast_to(np.asarray(ob_variance, dtype=np.float64), (2, h))[stream]
+            prior = max(_robust_var(o) - float(np.median(sigma_o2)), 0.0)
             tau2 = max(tau2, _robust_var(hd) - 1.5 * prior)
         else:
-            o, sigma_o2 = None, np.inf
+            o, sigma_o2 = None, None
             prior = max((_robust_var(hd) - tau2) / 1.5, 0.0)
         if prior <= 0.0:
             continue
-        hd_hat = np.fft.fft(np.concatenate([hd, hd[::-1]]))
-        num = lap * hd_hat / tau2
-        den = lap * lap / tau2 + 1.0 / prior
+        # minimise |lap b - hd|^2 / tau2 + |b - o|^2 / sigma_o2 + |b|^2 / prior: a banded system
+        system = (lap.T @ lap) / tau2 + sparse.identity(h) / prior
+        rhs = lap.T @ hd / tau2
         if o is not None:
-            num = num + np.fft.fft(np.concatenate([o, o[::-1]])) / sigma_o2
-            den = den + 1.0 / sigma_o2
-        est = np.fft.ifft(num / den).real[:h]
+            system = system + sparse.diags(1.0 / sigma_o2)
+            rhs = rhs + o / sigma_o2
+        est = spsolve(system.tocsc(), rhs)
         out[stream] = (est - est.mean()).astype(np.float32)
     return out
+
+
+def _second_difference_operator(h: int) -> sparse.csr_matrix:
+    """``(h, h)`` the map from offsets to :func:`row_second_difference` (mirrored at both ends)."""
+    main = np.ones(h)
+    upper = np.full(h - 1, -0.5)
+    lower = np.full(h - 1, -0.5)
+    upper[0] = -1.0  # row 0: p[0] - p[1]
+    lower[-1] = -1.0  # row h-1: p[h-1] - p[h-2]
+    return sparse.diags([lower, main, upper], [-1, 0, 1], format="csr")

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from isp.noise.masked import censored_rows, clipped
+
 __all__ = ["NoiseEstimate", "estimate_noise", "ob_read_variance", "prior_noise"]
 
 _BLOCK = 4  # Haar coefficients per block side (16 degrees of freedom)
@@ -83,7 +85,7 @@ def ob_read_variance(masked: list[np.ndarray | None], floor: float | None = None
 
     Each row's own mean is removed (row banding is not read noise); values beyond 6 robust sigmas
     of the row are clipped (hot or dead masked pixels). Where more than 0.1% of the pixels sit at
-    ``floor`` (clipped at 0 DN), only the deviations above each row's median count (twice).
+    ``floor`` (clipped at 0 DN), a censored-normal fit (:func:`isp.noise.masked.censored_rows`).
     Returns ``(variance, pixels)`` or None when no array has at least 2 columns.
 
     >>> rng = np.random.default_rng(0)
@@ -101,10 +103,9 @@ def ob_read_variance(masked: list[np.ndarray | None], floor: float | None = None
     scale = 1.4826 * float(np.median(np.abs(centred))) or float(np.std(centred)) or 1e-12
     centred = np.clip(centred, -6 * scale, 6 * scale)
     m = block.shape[1]
-    if floor is not None and np.mean(block <= floor + 1e-12) > 1e-3:
-        # clipped at 0 DN (a low black level at high ISO): the upper half of each row is intact
-        upper = np.where(centred > 0, centred, 0.0)
-        var = 2.0 * float(np.square(upper).mean()) * m / (m - 1)
+    if floor is not None and np.mean(clipped(block, floor)) > 1e-3:
+        # clipped at 0 DN (a low black level at high ISO): a censored-normal fit per row
+        var = censored_rows(block, floor).sigma ** 2
     else:
         var = float(centred.var(axis=1, ddof=1).mean())
     return float(var), int(block.size)
