@@ -13,6 +13,7 @@ offset's variance from its Fisher information, which grows as a row's pixels cli
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,8 +51,10 @@ def clipped(values: np.ndarray, floor: float) -> np.ndarray:
 
 
 def _mills(z: np.ndarray) -> np.ndarray:
-    """``phi(z) / Phi(z)`` (stable for very negative ``z``)."""
-    return np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
+    """``phi(z) / Phi(z)``, finite for every finite ``z`` (asymptotically ``-z - 1/z`` below -30)."""
+    zc = np.clip(z, -30.0, 40.0)
+    lam = np.exp(-0.5 * zc * zc - 0.5 * np.log(2 * np.pi) - log_ndtr(zc))
+    return np.where(z < -30.0, -z - 1.0 / np.minimum(z, -30.0), lam)
 
 
 def censored_rows(block: np.ndarray, floor: float, *, iterations: int = 60) -> CensoredRows:
@@ -109,4 +112,10 @@ def censored_rows(block: np.ndarray, floor: float, *, iterations: int = 60) -> C
     k = cens.sum(axis=1)
     # Fisher information of a row's offset: each intact pixel 1 / sigma^2, each clipped one less
     info = ((m - k) + k * lam * (lam + z) + r) / sigma**2
-    return CensoredRows(o, 1.0 / info, sigma, float(cens.mean()))
+    variances = 1.0 / info
+    if not (np.isfinite(o).all() and np.isfinite(variances).all() and math.isfinite(sigma)):
+        # degenerate pixels (e.g. read noise far below one DN): the medians, as precise as a mean
+        sigma = max(float(np.nan_to_num(sigma, nan=0.0, posinf=0.0)), 1e-12)
+        o = med[:, 0]
+        variances = np.full(o.shape, sigma**2 * (math.pi / 2) / m)
+    return CensoredRows(o, variances, sigma, float(cens.mean()))

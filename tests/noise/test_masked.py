@@ -50,3 +50,24 @@ def test_row_banding_from_clipped_masked_pixels():
     rms = lambda e: float(np.std(e - e.mean(axis=1, keepdims=True)))  # noqa: E731
     assert rms(good - band) < 0.8 * rms(naive - band)
     assert rms(good - band) < 0.25 * sigma
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        np.zeros((50, 16)),  # black level 0, read noise far below a DN: every pixel clips
+        np.full((50, 16), 0.01),  # no noise at all
+        np.where(np.random.default_rng(3).random((50, 16)) < 0.01, 0.0, 0.01),  # a few clip
+        np.vstack([np.zeros((1, 16)), np.random.default_rng(4).normal(0.01, 1e-3, (49, 16))]),
+    ],
+    ids=["all-clipped", "constant", "few-clipped-constant", "one-row-clipped"],
+)
+def test_censored_rows_stays_finite_on_degenerate_pixels(block):
+    """Synthetic cameras make such masked pixels; a NaN here once stopped a training run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = censored_rows(block, 0.0)
+    assert np.isfinite(fit.offsets).all() and np.isfinite(fit.variances).all()
+    assert (fit.variances > 0).all() and np.isfinite(fit.sigma) and fit.sigma > 0
