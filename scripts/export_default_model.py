@@ -43,7 +43,7 @@ def _validate(loaded, root: str) -> dict:
     import numpy as np
 
     from isp.data.sources import manifest_pairs
-    from isp.predict_io import denoise_frame
+    from isp.predict import denoise_frame
     from isp.raw import read
 
     dm = RawDataModule(root=root, source="sample")
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--wall", default=None, help="training wall time and hardware, for the model card")
     args = p.parse_args(argv)
 
-    from isp.predict_io import inputs_version
+    from isp.predict import inputs_version
 
     loaded = load_model(args.ckpt)
     loaded.data["inputs_version"] = inputs_version(loaded.net, loaded.data)

@@ -4,7 +4,7 @@ The definitions are the ones the training module logs (see :mod:`isp.lit`): data
 computed per image (``dim=(1, 2, 3)``) and then averaged over images (the figure papers report,
 not torchmetrics' pooled default), SSIM with torchmetrics' Gaussian 11x11 window averaged per
 image. Raw metrics are on the packed planes (R, Gr, Gb, B) clamped to [0, 1]; sRGB metrics on
-:func:`isp.render.raw_to_srgb` of the unclipped prediction and target (it clamps the linear
+:func:`isp.models.render.raw_to_srgb` of the unclipped prediction and target (it clamps the linear
 values after the colour matrix), exactly as :class:`isp.lit.DenoiseModule` does.
 
 Results are kept per image (a list of dicts) so that any grouping, e.g. by ISO bucket, is a
@@ -23,7 +23,7 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from isp.lit.metrics import iso_bucket_index, iso_bucket_names
-from isp.render import raw_to_srgb
+from isp.models.render import raw_to_srgb
 
 __all__ = [
     "DEFAULT_ISO_EDGES",

@@ -303,7 +303,7 @@ def markdown_report(study: Mapping, agg: Mapping | None = None, ans: Mapping | N
         "",
         "Mean ± sample std over seeds (std 0 for the deterministic baselines). PSNR is the mean over"
         " test images of each image's PSNR (data range 1); SSIM the mean of each image's SSIM;"
-        " raw = packed RGGB planes clipped to [0, 1], sRGB = `isp.render.raw_to_srgb` of the same,"
+        " raw = packed RGGB planes clipped to [0, 1], sRGB = `isp.models.render.raw_to_srgb` of the same,"
         " the definitions `isp.lit.DenoiseModule` logs.",
         "",
         "## Variants",

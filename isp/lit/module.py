@@ -5,7 +5,7 @@ Batches follow docs/CONTRACTS.md: ``image, target (N, 4, h, w)``, ``row (N, C2, 
 ``path`` (list of str). Metrics are computed in two domains, both on [0, 1]:
 
 - raw: the packed planes, clipped to [0, 1];
-- sRGB: after :func:`isp.render.raw_to_srgb` with each file's white balance and colour matrix.
+- sRGB: after :func:`isp.models.render.raw_to_srgb` with each file's white balance and colour matrix.
 
 Logged names (``<stage>`` is ``train``, ``val`` or ``test``): ``<stage>/loss``,
 ``<stage>/raw_psnr``, ``<stage>/raw_ssim``, ``<stage>/srgb_psnr``, ``<stage>/srgb_ssim`` and, for
@@ -30,7 +30,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from isp.lit.metrics import image_metrics, iso_bucket_index, iso_bucket_names, psnr_metric
 from isp.lit.previews import side_by_side
-from isp.render import raw_to_srgb
+from isp.models.render import raw_to_srgb
 
 __all__ = ["LOSSES", "DenoiseModule", "denoise_loss"]
 
@@ -258,16 +258,34 @@ class DenoiseModule(L.LightningModule):
                     self.log(f"test/{name}/{key}", value)
             collection.reset()
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        """Denoise one batch for ``trainer.predict``.
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple]:
+        """Denoise the whole file of each item for ``trainer.predict``, as ``predict.py`` does.
+
+        The batch only names the files (``path``) and their gain (``scalar`` channel
+        :data:`isp.data.inputs.GAIN_SCALAR`): each file is read again and denoised whole and tiled
+        by :func:`isp.predict.denoise_file`, so every pixel is predicted and the inputs are the
+        whole frame's (the batch's crops are not used). ``vector_scale`` is the DataModule's.
 
         Returns:
-            The denoised packed planes ``(N, 4, h, w)`` (R, Gr, Gb, B), unclipped, in the input's
-            units (the batch's ``image`` already carries any digital gain). A prediction writer
-            receives the batch too (``path``, ``wb``, ``cam_to_srgb``, ...) in
-            ``write_on_batch_end``; ``target`` is not needed.
+            ``[(frame, mosaic), ...]``: per file its :class:`isp.raw.RawFrame` and the denoised
+            ``float32 (H, W)`` visible mosaic in the input's units
+            (:class:`isp.lit.writer.RawPredictionWriter` writes them).
         """
-        return self.denoise(batch)
+        from isp.data.inputs import GAIN_SCALAR
+        from isp.predict import denoise_file
+
+        paths = batch.get("path")
+        if paths is None:
+            raise ValueError("Expected the predict batch to carry `path` (the input file of each item).")
+        scalar = batch.get("scalar")
+        gains = [1.0] * len(paths) if scalar is None else torch.exp2(scalar[:, GAIN_SCALAR].double()).tolist()
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        vector_scale = getattr(datamodule, "vector_scale", None)
+        data = {} if vector_scale is None else {"vector_scale": vector_scale}
+        return [
+            denoise_file(self.net, path, data=data, gain=gain, device=self.device)
+            for path, gain in zip(paths, gains, strict=True)
+        ]
 
     # -- previews ----------------------------------------------------------------------------------
 

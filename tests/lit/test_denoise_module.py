@@ -1,5 +1,5 @@
 """isp.lit.DenoiseModule with a real Trainer: metrics against numpy, ISO buckets, previews,
-predict_step, optimisers, a short training run."""
+predict_step (whole files), optimisers, a short training run."""
 
 import copy
 import glob
@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from isp.lit import DenoiseModule, denoise_loss, iso_bucket_index, iso_bucket_names, side_by_side
 from isp.models import UNet
-from isp.render import raw_to_srgb
+from isp.models.render import raw_to_srgb
 
 ISOS = [100.0, 800.0, 1600.0, 3200.0, 25600.0, 0.0, 400.0, 12800.0]
 
@@ -153,17 +153,20 @@ def test_short_training_run_improves_and_logs_previews(tmp_path):
     np.testing.assert_allclose(img / 255.0, strip.permute(1, 2, 0).numpy(), atol=2 / 255)
 
 
-def test_predict_step_returns_denoised_planes(tmp_path):
+def test_predict_step_denoises_whole_files_as_predict_does(sample_root):
+    from isp.predict import denoise_file
+
     torch.manual_seed(0)
-    net = UNet(base_width=4, depth=1, conditioning="film")
+    net = UNet(base_width=4, depth=1, conditioning="film").eval()
     torch.nn.init.normal_(net.head.weight, std=0.1)
-    module = DenoiseModule(net)
-    ds = TinyPairs(n=3)
-    out = _trainer(tmp_path).predict(module, DataLoader(ds, batch_size=2))
-    assert [o.shape for o in out] == [(2, 4, 24, 24), (1, 4, 24, 24)]
-    b = _stack(ds, ("image", "row", "col", "scalar"))
-    with torch.no_grad():
-        torch.testing.assert_close(torch.cat(out), net(b["image"], b["row"], b["col"], b["scalar"]))
+    paths = [str(p) for p in sorted((sample_root / "test" / "noisy").glob("*.dng"))]
+    out = DenoiseModule(net).predict_step({"path": paths, "scalar": torch.zeros(len(paths), 5)}, 0)
+    assert len(out) == len(paths)
+    for path, (frame, mosaic) in zip(paths, out, strict=True):
+        assert frame.path == path and mosaic.shape == frame.mosaic.shape
+        np.testing.assert_array_equal(mosaic, denoise_file(net, path)[1])
+    with pytest.raises(ValueError, match="path"):
+        DenoiseModule(net).predict_step({"image": torch.zeros(1, 4, 8, 8)}, 0)
 
 
 def test_optimizer_and_scheduler_from_callables():

@@ -1,10 +1,10 @@
-"""isp.render against an independent numpy reference (per-pixel bilinear demosaic)."""
+"""isp.models.render against an independent numpy reference (per-pixel bilinear demosaic)."""
 
 import numpy as np
 import pytest
 import torch
 
-from isp.render import RawToSrgb, raw_to_srgb
+from isp.models.render import RawToSrgb, raw_to_srgb
 
 
 def _reference(planes, wb, m):

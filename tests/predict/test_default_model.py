@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from isp.cli import predict
-from isp.predict_io import denoise_frame
+from isp.predict import denoise_frame
 from isp.raw import RawMetadata, read, write_dng
 from isp.weights import DEFAULT_CONFIG, DEFAULT_WEIGHTS, load_model
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from isp.cli import predict
 from isp.models import UNet
-from isp.predict_io import frame_inputs
+from isp.predict import frame_inputs
 from isp.raw import read, unpack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,13 +178,13 @@ def test_interrupted_write_leaves_no_final_file(tiny_ckpt, inputs, tmp_path):
 
 
 def test_keyboard_interrupt_during_denoising_leaves_nothing(tiny_ckpt, inputs, tmp_path, monkeypatch, capfd):
-    import isp.predict_io
+    import isp.predict
 
     def interrupt(done, total):
         raise KeyboardInterrupt
 
-    real = isp.predict_io.denoise_frame
-    monkeypatch.setattr(predict, "denoise_frame", lambda *a, **k: real(*a, **{**k, "progress": interrupt}))
+    real = isp.predict.denoise_file
+    monkeypatch.setattr(predict, "denoise_file", lambda *a, **k: real(*a, **{**k, "progress": interrupt}))
     src = sorted(inputs.glob("*.dng"))[0]
     code, err = _run([src, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt], capfd)
     assert code == 130 and "interrupted" in err and "Traceback" not in err
@@ -413,7 +413,7 @@ def test_a_later_run_removes_stale_temporaries_of_its_own_naming(tiny_ckpt, inpu
 
 
 def test_folder_mode_finds_libraw_extensions_and_reports_loops(tmp_path):
-    from isp.predict_io import discover_inputs
+    from isp.predict import discover_inputs
 
     d = tmp_path / "shots"
     (d / "sub").mkdir(parents=True)
@@ -432,7 +432,7 @@ def test_folder_mode_finds_libraw_extensions_and_reports_loops(tmp_path):
 CHILD_WALK = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
-from isp.predict_io import discover_inputs
+from isp.predict import discover_inputs
 files, problems = discover_inputs([sys.argv[1]])
 print(json.dumps([[str(f) for f in files], [[str(p), r] for p, r in problems]]))
 """

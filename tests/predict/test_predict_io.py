@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from isp.predict_io import OutputExistsError, atomic_output, denoised_sensor, discover_inputs, output_path
-from isp.raw import RawFrame
+from isp.predict import OutputExistsError, atomic_output, discover_inputs, output_path
+from isp.raw import RawFrame, denormalize
 
 
 def _touch(path, data=b"x"):
@@ -93,7 +93,7 @@ def test_denoised_sensor_matches_per_pixel_reference():
     frame = RawFrame(None, np.zeros((10, 14), np.float32), "GRBG", black, 4000.0, sensor, area)
     mosaic = rng.uniform(-0.05, 1.05, size=(10, 14)).astype(np.float32)
     mosaic[0, 0], mosaic[1, 1] = -1.0, 20.0  # clipped to 0 and 65535
-    out = denoised_sensor(frame, mosaic, chunk_rows=4)
+    out = denormalize(frame, mosaic, chunk_rows=4)
     expected = sensor.copy()
     for y in range(10):
         for x in range(14):
@@ -103,4 +103,4 @@ def test_denoised_sensor_matches_per_pixel_reference():
     assert out[3, 5] == 0 and out[4, 6] == 65535
     np.testing.assert_array_equal(out[:3], sensor[:3])  # masked margins untouched
     with pytest.raises(ValueError, match="visible shape"):
-        denoised_sensor(frame, mosaic[:-2])
+        denormalize(frame, mosaic[:-2])

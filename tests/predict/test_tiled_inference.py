@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from isp.inference import TiledInference, size_multiple, tile_grid, tile_window, tiled_forward
 from isp.models import UNet
+from isp.predict.tiling import TiledInference, size_multiple, tile_grid, tile_window, tiled_forward
 
 HAS_MSCONV = importlib.util.find_spec("isp.nn") is not None and hasattr(
     importlib.import_module("isp.nn"), "MSConv2d"
