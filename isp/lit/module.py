@@ -16,8 +16,10 @@ count}`` per ISO bucket (see :func:`isp.lit.metrics.iso_bucket_names`).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -32,12 +34,13 @@ from isp.lit.metrics import image_metrics, iso_bucket_index, iso_bucket_names, p
 from isp.lit.previews import side_by_side
 from isp.models.render import raw_to_srgb
 
-__all__ = ["LOSSES", "DenoiseModule", "denoise_loss"]
+__all__ = ["LOSSES", "DenoiseModule", "Loss", "denoise_loss"]
 
-LOSSES = ("l1", "l2", "charbonnier", "psnr")
+Loss = Literal["l1", "l2", "charbonnier", "psnr"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
-def denoise_loss(pred: Tensor, target: Tensor, kind: str = "l1", eps: float = 1e-3) -> Tensor:
+def denoise_loss(pred: Tensor, target: Tensor, kind: Loss = "l1", eps: float = 1e-3) -> Tensor:
     """Mean reconstruction loss between two same-shaped tensors.
 
     Args:
@@ -102,10 +105,10 @@ class DenoiseModule(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        loss: str = "l1",
+        loss: Loss = "l1",
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: str = "epoch",
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
         monitor: str = "val/raw_psnr",
         iso_buckets: Sequence[float] = (400.0, 1600.0, 6400.0),
         num_previews: int = 3,
@@ -124,12 +127,13 @@ class DenoiseModule(L.LightningModule):
             )
         if num_previews < 0:
             raise ValueError(f"Expected `num_previews` >= 0. Got {num_previews}.")
-        with warnings.catch_warnings():  # outside the CLI `net` is a module: it lives in the state dict
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         if isinstance(self.hparams.get("net"), nn.Module):
-            del self.hparams["net"]
-            self._hparams_initial.pop("net", None)
+            # built in Python, not by the CLI (whose hparams hold net's class_path / init_args, what
+            # isp.weights reads): the module lives in the state dict, the callables with the run
+            self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], frame=inspect.currentframe())
         if init_weights is not None:
             _init_from(net, init_weights)
         self.net = net

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isp.models.conditioning import CONDITIONING, ConditionedConv2d
+from isp.models.conditioning import CONDITIONING, PADDING_MODES, Conditioning, ConditionedConv2d, PaddingMode
 
 __all__ = ["UNet", "UNetStage", "count_parameters"]
 
@@ -70,8 +70,8 @@ class UNetStage(nn.Module):
         in_channels: int,
         out_channels: int,
         side_channels: tuple[int, int, int],
-        conditioning: str = "msconv",
-        padding_mode: str = "zeros",
+        conditioning: Conditioning = "msconv",
+        padding_mode: PaddingMode = "zeros",
         device=None,
         dtype=None,
     ) -> None:
@@ -140,11 +140,11 @@ class UNet(nn.Module):
         scalar_channels: int = 5,
         base_width: int = 32,
         depth: int = 4,
-        conditioning: str = "msconv",
+        conditioning: Conditioning = "msconv",
         residual: bool = True,
         input_scale: float = 8.0,
         side_scale: float = 0.1,
-        padding_mode: str = "zeros",
+        padding_mode: PaddingMode = "zeros",
         noise_map: bool = False,
         device=None,
         dtype=None,
@@ -172,7 +172,7 @@ class UNet(nn.Module):
                 "Expected `out_channels` to equal `in_channels` when `residual=True`. "
                 f"Got in_channels={in_channels}, out_channels={out_channels}."
             )
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+        if padding_mode not in PADDING_MODES:
             raise ValueError(
                 "Expected `padding_mode` to be one of 'zeros', 'reflect', 'replicate', 'circular'. "
                 f"Got {padding_mode!r}."

@@ -169,6 +169,22 @@ def test_predict_step_denoises_whole_files_as_predict_does(sample_root):
         DenoiseModule(net).predict_step({"image": torch.zeros(1, 4, 8, 8)}, 0)
 
 
+def test_hparams_leave_out_the_module_and_a_checkpoint_loads_back(tmp_path):
+    net = UNet(base_width=4, depth=1, conditioning="film")
+    module = DenoiseModule(net, loss="l2", optimizer=lambda p: torch.optim.SGD(p, lr=0.1), num_previews=0)
+    assert "net" not in module.hparams and "optimizer" not in module.hparams
+    assert module.hparams["loss"] == "l2"
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, DataLoader(TinyPairs(n=2), batch_size=2))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = DenoiseModule.load_from_checkpoint(
+        tmp_path / "m.ckpt", net=UNet(base_width=4, depth=1, conditioning="film")
+    )
+    assert loaded.loss == "l2"
+    for key, value in module.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
+
+
 def test_optimizer_and_scheduler_from_callables():
     module = DenoiseModule(
         UNet(base_width=2, depth=1, conditioning="none"),
