@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isp.models.conditioning import CONDITIONING, PADDING_MODES, Conditioning, ConditionedConv2d, PaddingMode
+from isp.models.conditioning import CONDITIONING, PADDING_MODES, ConditionedConv2d, Conditioning, PaddingMode
 
 __all__ = ["UNet", "UNetStage", "count_parameters"]
 
