@@ -1,4 +1,4 @@
-"""Input discovery, output naming, atomic no-clobber writing and the DN conversion of outputs."""
+"""Input discovery, output naming, atomic no-clobber writing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from isp.predict import OutputExistsError, atomic_output, discover_inputs, output_path
-from isp.raw import RawFrame, denormalize
 
 
 def _touch(path, data=b"x"):
@@ -83,24 +82,3 @@ def test_a_file_appearing_during_the_write_is_not_replaced(tmp_path):
         final.write_bytes(b"theirs")  # another process got there first
     assert final.read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.dng"]
-
-
-def test_denoised_sensor_matches_per_pixel_reference():
-    rng = np.random.default_rng(0)
-    hs, ws, area = 13, 20, (3, 5, 13, 19)  # odd sizes, visible 10 x 14
-    sensor = rng.integers(0, 4096, size=(hs, ws)).astype(np.uint16)
-    black = np.array([[60.0, 64.0], [66.0, 70.0]])
-    frame = RawFrame(None, np.zeros((10, 14), np.float32), "GRBG", black, 4000.0, sensor, area)
-    mosaic = rng.uniform(-0.05, 1.05, size=(10, 14)).astype(np.float32)
-    mosaic[0, 0], mosaic[1, 1] = -1.0, 20.0  # clipped to 0 and 65535
-    out = denormalize(frame, mosaic, chunk_rows=4)
-    expected = sensor.copy()
-    for y in range(10):
-        for x in range(14):
-            b = black[y % 2, x % 2]
-            expected[3 + y, 5 + x] = min(max(round(float(mosaic[y, x]) * (4000.0 - b) + b), 0), 65535)
-    np.testing.assert_array_equal(out, expected)
-    assert out[3, 5] == 0 and out[4, 6] == 65535
-    np.testing.assert_array_equal(out[:3], sensor[:3])  # masked margins untouched
-    with pytest.raises(ValueError, match="visible shape"):
-        denormalize(frame, mosaic[:-2])
