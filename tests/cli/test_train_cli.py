@@ -23,9 +23,19 @@ CONFIGS = REPO / "configs"
 TINY = ["--model.net.init_args.base_width", "4", "--model.net.init_args.depth", "2"]
 
 
+#: the composed runs: configs/trainer.yaml + a model file + a data file (+ ddp.yaml)
+COMPOSED = {
+    "pairs": ["trainer.yaml", "model/unet.yaml", "data/pairs.yaml"],
+    "synthetic": ["trainer.yaml", "model/unet.yaml", "data/synthetic.yaml"],
+    "sid_sony": ["trainer.yaml", "model/unet.yaml", "data/sid_sony.yaml"],
+    "ddp": ["trainer.yaml", "model/unet.yaml", "data/sample.yaml", "ddp.yaml"],
+}
+
+
 def _args(tmp_path, config, root, *extra, subcommand="fit"):
+    files = COMPOSED.get(config, [config])
     return [
-        subcommand, "--config", str(CONFIGS / config),
+        subcommand, *(a for f in files for a in ("--config", str(CONFIGS / f))),
         "--data.root", str(root), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.num_workers", "0", "--data.crop_size", "16", "--data.eval_crop_size", "null",
         "--data.batch_size", "2",
@@ -62,15 +72,15 @@ def sid_root(sample_root, tmp_path_factory):
     "config, extra",
     [
         ("quickstart.yaml", []),
-        ("pairs.yaml", []),
-        ("synthetic.yaml", ["--data.manifest", "pairs.csv"]),
-        ("sid_sony.yaml", []),
+        ("pairs", []),
+        ("synthetic", ["--data.manifest", "pairs.csv"]),
+        ("sid_sony", []),
         # the real two-process run is test_ddp_two_cpu_processes_match_single_process
-        ("ddp.yaml", ["--trainer.devices", "1", "--trainer.strategy", "auto"]),
+        ("ddp", ["--trainer.devices", "1", "--trainer.strategy", "auto"]),
     ],
 )
 def test_fast_dev_run_every_config(tmp_path, sample_root, sid_root, config, extra):
-    root = sid_root if config == "sid_sony.yaml" else sample_root
+    root = sid_root if config == "sid_sony" else sample_root
     cpu = ["--trainer.accelerator", "cpu"]
     cli = main(_args(tmp_path, config, root, "--trainer.fast_dev_run", "true", *cpu, *extra))
     metrics = cli.trainer.callback_metrics
@@ -140,7 +150,7 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
     from isp.data import MissingDataError
 
     with pytest.raises(MissingDataError, match="data.root"):
-        main(_args(tmp_path, "pairs.yaml", tmp_path / "nowhere", "--trainer.fast_dev_run", "true"))
+        main(_args(tmp_path, "pairs", tmp_path / "nowhere", "--trainer.fast_dev_run", "true"))
 
 
 def _csv_metrics(log_dir):
@@ -153,16 +163,16 @@ def _csv_metrics(log_dir):
 def test_ddp_two_cpu_processes_match_single_process(tmp_path, sample_root):
     """Test metrics (including the ISO buckets) of DDP on 2 CPU processes equal a single process."""
     one = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto"]
-    train = main(_args(tmp_path, "ddp.yaml", sample_root, *one, "--trainer.max_steps", "2",
+    train = main(_args(tmp_path, "ddp", sample_root, *one, "--trainer.max_steps", "2",
                        "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
                        "--data.train_repeat", "1"))
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     assert ckpt.is_file() and train.trainer.global_step == 2
-    single = main(_args(tmp_path, "ddp.yaml", sample_root, *one, "--ckpt_path", str(ckpt), subcommand="test"))
+    single = main(_args(tmp_path, "ddp", sample_root, *one, "--ckpt_path", str(ckpt), subcommand="test"))
     expected = {k: float(v) for k, v in single.trainer.callback_metrics.items()}
     ddp_logs = tmp_path / "ddp_logs"
     cmd = [sys.executable, str(REPO / "train.py"),
-           *_args(tmp_path, "ddp.yaml", sample_root, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+           *_args(tmp_path, "ddp", sample_root, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                   "--trainer.strategy", "ddp", "--ckpt_path", str(ckpt),
                   "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
                   "--trainer.logger.init_args.save_dir", str(ddp_logs), subcommand="test")]
@@ -199,3 +209,13 @@ def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
     assert torch.isfinite(cli.trainer.callback_metrics["val/raw_psnr"])
     assert cli.model.net.noise_map and cli.model.net.side_channels == (7, 5, 8)
     assert len(cli.datamodule.scenes.images) == 2
+
+
+def test_every_config_file_is_used_and_documents_its_command():
+    used = {f for files in COMPOSED.values() for f in files}
+    used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml"}
+    on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
+    assert on_disk == used
+    for name, files in COMPOSED.items():  # the last file's header gives the composed command
+        header = (CONFIGS / files[-1]).read_text()
+        assert all(f"configs/{f}" in header for f in files[1:]), name
