@@ -168,14 +168,7 @@ def inverse_generalized_anscombe(
         y = (d / 2.0) ** 2 - 0.375 - s2
     else:
         d = np.maximum(d, 2.0 * math.sqrt(0.375))
-        y = (
-            0.25 * d**2
-            + 0.25 * _SQRT_3_2 / d
-            - 1.375 / d**2
-            + 0.625 * _SQRT_3_2 / d**3
-            - 0.125
-            - s2
-        )
+        y = 0.25 * d**2 + 0.25 * _SQRT_3_2 / d - 1.375 / d**2 + 0.625 * _SQRT_3_2 / d**3 - 0.125 - s2
     return gain * np.maximum(y, 0.0) + mu
 
 

@@ -303,7 +303,9 @@ class DenoiseModule(L.LightningModule):
             rendered = self._render(sub, out["pred"][:k].detach())
         for i in range(k):
             strip = side_by_side(
-                rendered["noisy"][i], rendered["pred"][i], rendered["target"][i],
+                rendered["noisy"][i],
+                rendered["pred"][i],
+                rendered["target"][i],
                 max_height=self.preview_max_height,
             )
             for logger in loggers:

@@ -3,4 +3,12 @@
 from isp.models.conditioning import CONDITIONING, ConditionedConv2d, Conditioning, PaddingMode
 from isp.models.unet import UNet, UNetStage, count_parameters
 
-__all__ = ["CONDITIONING", "Conditioning", "ConditionedConv2d", "PaddingMode", "UNet", "UNetStage", "count_parameters"]
+__all__ = [
+    "CONDITIONING",
+    "Conditioning",
+    "ConditionedConv2d",
+    "PaddingMode",
+    "UNet",
+    "UNetStage",
+    "count_parameters",
+]

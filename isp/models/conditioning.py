@@ -32,7 +32,11 @@ PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 
 
 def film_vector(
-    row: Tensor | None, col: Tensor | None, scalar: Tensor | None, channels: tuple[int, int, int], n: int,
+    row: Tensor | None,
+    col: Tensor | None,
+    scalar: Tensor | None,
+    channels: tuple[int, int, int],
+    n: int,
     like: Tensor,
 ) -> Tensor:
     """The FiLM conditioning vector: ``[mean_H(row), mean_W(col), scalar]`` (zeros where absent).

@@ -160,8 +160,11 @@ class UNet(nn.Module):
                 raise ValueError(f"Expected `{name}` to be a positive number. Got {value!r}.")
         _check_int("in_channels", in_channels, 1)
         _check_int("out_channels", out_channels, 1)
-        for name, value in (("row_channels", row_channels), ("col_channels", col_channels),
-                            ("scalar_channels", scalar_channels)):
+        for name, value in (
+            ("row_channels", row_channels),
+            ("col_channels", col_channels),
+            ("scalar_channels", scalar_channels),
+        ):
             _check_int(name, value, 0)
         _check_int("base_width", base_width, 1)
         _check_int("depth", depth, 0)
@@ -189,8 +192,12 @@ class UNet(nn.Module):
         self.noise_map = bool(noise_map)
         factory = {"device": device, "dtype": dtype}
         widths = [base_width * 2**level for level in range(depth + 1)]
-        stage = {"side_channels": self.side_channels, "conditioning": conditioning,
-                 "padding_mode": padding_mode, **factory}
+        stage = {
+            "side_channels": self.side_channels,
+            "conditioning": conditioning,
+            "padding_mode": padding_mode,
+            **factory,
+        }
         self.encoders = nn.ModuleList()
         previous = 2 * in_channels if noise_map else in_channels
         for level in range(depth):

@@ -162,8 +162,15 @@ def _child(args, *, limit):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "predict.py"), *map(str, args)], capture_output=True,
-                          text=True, env=env, preexec_fn=limit_size, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=limit_size,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_interrupted_write_leaves_no_final_file(tiny_ckpt, inputs, tmp_path):
@@ -292,10 +299,18 @@ def _tags(path):
 def test_dng_output_keeps_the_inputs_colour_tags_and_orientation(tiny_ckpt, inputs, tmp_path, capfd):
     src = tmp_path / "portrait.dng"
     shutil.copy(sorted(inputs.glob("*.dng"))[0], src)
-    edit = ["-ColorMatrix2=0.9 -0.3 -0.1 -0.4 1.2 0.2 -0.1 0.2 0.6", "-CalibrationIlluminant1#=17",
-            "-CalibrationIlluminant2#=21", "-AnalogBalance=1 1.01 1", "-BaselineExposure=0.35",
-            "-BaselineNoise=0.8", "-BaselineSharpness=1.2", "-LinearResponseLimit=0.9",
-            "-UniqueCameraModel=Acme Sensor 64 (test)", "-Orientation#=6"]
+    edit = [
+        "-ColorMatrix2=0.9 -0.3 -0.1 -0.4 1.2 0.2 -0.1 0.2 0.6",
+        "-CalibrationIlluminant1#=17",
+        "-CalibrationIlluminant2#=21",
+        "-AnalogBalance=1 1.01 1",
+        "-BaselineExposure=0.35",
+        "-BaselineNoise=0.8",
+        "-BaselineSharpness=1.2",
+        "-LinearResponseLimit=0.9",
+        "-UniqueCameraModel=Acme Sensor 64 (test)",
+        "-Orientation#=6",
+    ]
     # exiftool is the independent writer of the test input
     subprocess.run(["exiftool", "-q", "-overwrite_original", *edit, str(src)], check=True)
     expected = _tags(src)
@@ -376,8 +391,21 @@ def test_sigterm_exits_143_with_one_line_and_no_temporaries(tiny_ckpt, inputs, t
         shutil.copy(src, many / f"f{i:02d}.dng")
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "predict.py"), str(many), "--out-dir", str(out),
-                             "--ckpt", str(tiny_ckpt)], stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            str(many),
+            "--out-dir",
+            str(out),
+            "--ckpt",
+            str(tiny_ckpt),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(p.suffix == ".dng" for p in out.iterdir())):
         assert proc.poll() is None and time.monotonic() < deadline, "predict.py ended before the signal"
@@ -394,8 +422,9 @@ def test_sigterm_exits_143_with_one_line_and_no_temporaries(tiny_ckpt, inputs, t
 def test_a_later_run_removes_stale_temporaries_of_its_own_naming(tiny_ckpt, inputs, tmp_path, capfd):
     out = tmp_path / "out"
     out.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()  # a process id that no longer runs
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()  # a process id that no longer runs
     stale = out / f".a.dng.isp-{dead}-k3j4.tmp"
     inner = out / f"..a.dng.isp-{dead}-k3j4.tmp.x9y8.tmp"  # write_dng's own temporary inside ours
     live = out / f".b.dng.isp-{os.getppid()}-abcd.tmp"  # a running process: another run's file
@@ -479,8 +508,15 @@ def test_absurd_exif_is_not_believed_and_the_output_is_no_worse(sample_root, tmp
     noisy, clean = read(sample_root / row["noisy"]), read(sample_root / row["clean"])
     src = tmp_path / "absurd.dng"
     meta = dataclasses.replace(noisy.metadata, **{field: value})
-    write_dng(src, noisy.sensor, cfa=noisy.cfa, black_level=noisy.black_level, white_level=noisy.white_level,
-              active_area=noisy.active_area, metadata=meta)
+    write_dng(
+        src,
+        noisy.sensor,
+        cfa=noisy.cfa,
+        black_level=noisy.black_level,
+        white_level=noisy.white_level,
+        active_area=noisy.active_area,
+        metadata=meta,
+    )
     code, err = _run([src, "--out-dir", tmp_path / "out"], capfd)  # the shipped default model
     flat = " ".join(err.split())
     assert code == 0 and "warning" in flat and "absurd.dng" in flat and "outside the plausible range" in flat
@@ -520,8 +556,11 @@ def test_library_warnings_name_the_file_and_names_are_escaped(tiny_ckpt, inputs,
 def test_every_real_bayer_file_is_denoised_and_written_back(tiny_ckpt, tmp_path, capfd):
     folder = tmp_path / "real"
     folder.mkdir()
-    bayer = [p for p in SHARED.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".tsv")
-             and "nonCFA" not in p.name]
+    bayer = [
+        p
+        for p in SHARED.iterdir()
+        if p.is_file() and p.suffix.lower() not in (".md", ".tsv") and "nonCFA" not in p.name
+    ]
     for p in bayer:
         (folder / p.name).symlink_to(p)
     code, err = _run([folder, "--out-dir", tmp_path / "out", "--ckpt", tiny_ckpt, "--tile", "512"], capfd)

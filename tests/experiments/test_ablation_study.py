@@ -33,8 +33,14 @@ def tiny_data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("abl")
     synth.generate(root / "data", n_train=2, n_val=1, n_test=1, size=(48, 64), seed=0)
-    dm = RawDataModule(root=str(root / "data"), source="synthetic", manifest="pairs.csv",
-                       noise=SyntheticNoise(), cache_dir=str(root / "cache"), crop_size=8)
+    dm = RawDataModule(
+        root=str(root / "data"),
+        source="synthetic",
+        manifest="pairs.csv",
+        noise=SyntheticNoise(),
+        cache_dir=str(root / "cache"),
+        crop_size=8,
+    )
     dm.prepare_data()
     return root, dm
 
@@ -61,10 +67,22 @@ def test_true_noise_params_regenerate_the_test_image_bit_for_bit(tiny_data):
         shape = ds.cache.load(ds.pairs[i].clean, ds.keys[ds.pairs[i].clean]).planes.shape[1:]
         crop = center_crop_params(shape, None)
         win = frame_window(frame, crop.top, crop.left, crop.height, crop.width)
-        sensor = synthesize(np.asarray(win.sensor, np.float32), iso=iso, black_level=win.black_level,
-                            white_level=win.white_level, active_area=win.active_area, rng=rng, params=params)
-        again = frame_from_sensor(sensor, cfa=win.cfa, black_level=win.black_level,
-                                  white_level=win.white_level, active_area=win.active_area)
+        sensor = synthesize(
+            np.asarray(win.sensor, np.float32),
+            iso=iso,
+            black_level=win.black_level,
+            white_level=win.white_level,
+            active_area=win.active_area,
+            rng=rng,
+            params=params,
+        )
+        again = frame_from_sensor(
+            sensor,
+            cfa=win.cfa,
+            black_level=win.black_level,
+            white_level=win.white_level,
+            active_area=win.active_area,
+        )
         np.testing.assert_array_equal(pack(again)[0], item["image"].numpy())
 
 
@@ -100,17 +118,30 @@ def test_every_variant_builds_and_only_reads_its_inputs():
 
 def _study(deltas, stds):
     """A hand-made study: msconv / tile_concat per-seed means given directly."""
+
     def runs(values):
-        return [{"seed": s, "step_time_s": 0.1, "per_image": [{"bucket": "iso_le400", "iso": 100.0,
-                 "psnr_raw": v, "psnr_srgb": v - 10}]} for s, v in enumerate(values)]
+        return [
+            {
+                "seed": s,
+                "step_time_s": 0.1,
+                "per_image": [{"bucket": "iso_le400", "iso": 100.0, "psnr_raw": v, "psnr_srgb": v - 10}],
+            }
+            for s, v in enumerate(values)
+        ]
+
     a = [40.0 + deltas + d for d in (-stds, 0.0, stds)]
     b = [40.0 + d for d in (-stds, 0.0, stds)]
     return {
         "config": {"groups": ["all", "iso_le400"]},
-        "baselines": {"bm3d_vst": {"per_image": [{"bucket": "iso_le400", "iso": 100.0, "psnr_raw": 38.5,
-                                                  "psnr_srgb": 28.0}]}},
-        "variants": {"msconv": {"parameters": 10, "runs": runs(a)},
-                     "tile_concat": {"parameters": 12, "runs": runs(b)}},
+        "baselines": {
+            "bm3d_vst": {
+                "per_image": [{"bucket": "iso_le400", "iso": 100.0, "psnr_raw": 38.5, "psnr_srgb": 28.0}]
+            }
+        },
+        "variants": {
+            "msconv": {"parameters": 10, "runs": runs(a)},
+            "tile_concat": {"parameters": 12, "runs": runs(b)},
+        },
     }
 
 
@@ -130,10 +161,24 @@ def test_answers_apply_the_two_sigma_rule():
 def test_tiny_study_end_to_end(tiny_data):
     root, _ = tiny_data
     out = root / "out"
-    cfg = StudyConfig(out=str(out), data_root=str(root / "data"), cache_dir=str(root / "cache"),
-                      variants=("msconv", "tile_concat"), seeds=(0, 1), steps=2, batch_size=2, crop_size=8,
-                      base_width=4, depth=1, n_train=2, n_test=1, size=(48, 64), test_crop=None,
-                      test_isos=(200.0, 12800.0), threads=1)
+    cfg = StudyConfig(
+        out=str(out),
+        data_root=str(root / "data"),
+        cache_dir=str(root / "cache"),
+        variants=("msconv", "tile_concat"),
+        seeds=(0, 1),
+        steps=2,
+        batch_size=2,
+        crop_size=8,
+        base_width=4,
+        depth=1,
+        n_train=2,
+        n_test=1,
+        size=(48, 64),
+        test_crop=None,
+        test_isos=(200.0, 12800.0),
+        threads=1,
+    )
     study = run_study(cfg, command="python -m isp.experiments.ablation --tiny", log=lambda s: None)
     doc = json.loads((out / "results.json").read_text())
     assert set(doc["variants"]) == {"msconv", "tile_concat"}
@@ -168,8 +213,11 @@ def test_tiny_study_end_to_end(tiny_data):
 
 def test_a_seed_not_every_variant_finished_is_left_out_of_the_tables():
     study = _study(0.1, 0.2)
-    extra = {"seed": 7, "step_time_s": 0.1, "per_image": [{"bucket": "iso_le400", "iso": 100.0,
-                                                            "psnr_raw": 99.0, "psnr_srgb": 99.0}]}
+    extra = {
+        "seed": 7,
+        "step_time_s": 0.1,
+        "per_image": [{"bucket": "iso_le400", "iso": 100.0, "psnr_raw": 99.0, "psnr_srgb": 99.0}],
+    }
     study["variants"]["msconv"]["runs"].append(extra)
     study["config"]["groups"] = ["all", "iso_le400"]
     assert aggregate(study)["msconv"]["all"]["psnr_raw"][2] == 3  # seed 7 ignored

@@ -56,18 +56,37 @@ def test_same_numbers_as_the_training_module():
     noisy, target, wb, cam = _batch(n=6)
     iso = torch.tensor([100.0, 400.0, 800.0, 3200.0, 6400.0, 25600.0])
     items = [
-        {"image": noisy[i], "target": target[i], "row": torch.zeros(5, 12), "col": torch.zeros(5, 16),
-         "scalar": torch.zeros(5), "wb": wb[i], "cam_to_srgb": cam[i], "iso": iso[i], "path": f"x{i}"}
+        {
+            "image": noisy[i],
+            "target": target[i],
+            "row": torch.zeros(5, 12),
+            "col": torch.zeros(5, 16),
+            "scalar": torch.zeros(5),
+            "wb": wb[i],
+            "cam_to_srgb": cam[i],
+            "iso": iso[i],
+            "path": f"x{i}",
+        }
         for i in range(6)
     ]
     module = DenoiseModule(_Shrink(), num_previews=0)
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, accelerator="cpu", devices=1)
+    trainer = L.Trainer(
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+        devices=1,
+    )
     logged = trainer.test(module, DataLoader(items, batch_size=4), verbose=False)[0]
     pred = _Shrink()(noisy)
     mine = image_metrics(pred, target, wb, cam)
-    for key, theirs in (("psnr_raw", "test/raw_psnr"), ("ssim_raw", "test/raw_ssim"),
-                        ("psnr_srgb", "test/srgb_psnr"), ("ssim_srgb", "test/srgb_ssim")):
+    for key, theirs in (
+        ("psnr_raw", "test/raw_psnr"),
+        ("ssim_raw", "test/raw_ssim"),
+        ("psnr_srgb", "test/srgb_psnr"),
+        ("ssim_srgb", "test/srgb_ssim"),
+    ):
         assert mine[key].mean().item() == pytest.approx(logged[theirs], abs=2e-4), key
     buckets = [bucket_of(float(v)) for v in iso]
     assert buckets == ["iso_le400", "iso_le400", "iso_le1600", "iso_le6400", "iso_le6400", "iso_gt6400"]

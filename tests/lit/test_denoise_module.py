@@ -31,15 +31,19 @@ class TinyPairs(Dataset):
             iso = ISOS[i % len(ISOS)]
             sigma = 0.05 + 0.1 * np.log2(max(iso, 100) / 100) / 8
             noisy = clean + sigma * torch.randn(clean.shape, generator=g)
-            self.items.append({
-                "image": noisy.float(), "target": clean.float(),
-                "row": torch.randn(5, size, generator=g) * 0.1,
-                "col": torch.randn(5, size, generator=g) * 0.1,
-                "scalar": torch.tensor([np.log2(max(iso, 100) / 100), -5, 0, float(iso > 0), 1]).float(),
-                "wb": torch.tensor([2.0, 1.0, 1.5]),
-                "cam_to_srgb": torch.tensor([[1.6, -0.4, -0.2], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]]),
-                "iso": torch.tensor(iso), "path": f"img{i}.dng",
-            })
+            self.items.append(
+                {
+                    "image": noisy.float(),
+                    "target": clean.float(),
+                    "row": torch.randn(5, size, generator=g) * 0.1,
+                    "col": torch.randn(5, size, generator=g) * 0.1,
+                    "scalar": torch.tensor([np.log2(max(iso, 100) / 100), -5, 0, float(iso > 0), 1]).float(),
+                    "wb": torch.tensor([2.0, 1.0, 1.5]),
+                    "cam_to_srgb": torch.tensor([[1.6, -0.4, -0.2], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]]),
+                    "iso": torch.tensor(iso),
+                    "path": f"img{i}.dng",
+                }
+            )
 
     def __len__(self):
         return len(self.items)
@@ -54,8 +58,15 @@ def _psnr(a, b):
 
 
 def _trainer(tmp_path, **kw):
-    args = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-            "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": tmp_path}
+    args = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
     args.update(kw)
     return Trainer(**args)
 
@@ -89,8 +100,13 @@ def test_iso_buckets_at_test_time(tmp_path):
     b = _stack(ds)
     psnr = _psnr(b["image"].numpy(), b["target"].numpy())
     iso = b["iso"].numpy()
-    groups = {"iso_le400": (iso > 0) & (iso <= 400), "iso_le1600": (iso > 400) & (iso <= 1600),
-              "iso_le6400": (iso > 1600) & (iso <= 6400), "iso_gt6400": iso > 6400, "iso_unknown": iso == 0}
+    groups = {
+        "iso_le400": (iso > 0) & (iso <= 400),
+        "iso_le1600": (iso > 400) & (iso <= 1600),
+        "iso_le6400": (iso > 1600) & (iso <= 6400),
+        "iso_gt6400": iso > 6400,
+        "iso_unknown": iso == 0,
+    }
     for name, mask in groups.items():
         assert res[f"test/{name}/count"] == mask.sum()
         assert res[f"test/{name}/raw_psnr"] == pytest.approx(psnr[mask].mean(), abs=1e-3)
@@ -114,11 +130,13 @@ def test_short_training_run_improves_and_logs_previews(tmp_path):
     train, val = TinyPairs(n=16, size=16, seed=1), TinyPairs(n=4, size=16, seed=2)
     module = DenoiseModule(
         UNet(base_width=8, depth=2, conditioning="film"),
-        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), num_previews=2,
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+        num_previews=2,
     )
     logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer = _trainer(tmp_path, max_epochs=40, logger=logger, log_every_n_steps=1,
-                       check_val_every_n_epoch=20)
+    trainer = _trainer(
+        tmp_path, max_epochs=40, logger=logger, log_every_n_steps=1, check_val_every_n_epoch=20
+    )
     before = _trainer(tmp_path).validate(copy.deepcopy(module), DataLoader(val, batch_size=4))[0]
     trainer.fit(module, DataLoader(train, batch_size=8, shuffle=True), DataLoader(val, batch_size=4))
     after = trainer.callback_metrics
@@ -148,8 +166,9 @@ def test_short_training_run_improves_and_logs_previews(tmp_path):
     module.eval()
     with torch.no_grad():
         pred = module.denoise(_stack(val, ("image", "row", "col", "scalar")))
-    strip = side_by_side(*(raw_to_srgb(t[:1], b["wb"][:1], b["cam_to_srgb"][:1])[0]
-                           for t in (b["image"], pred, b["target"])))
+    strip = side_by_side(
+        *(raw_to_srgb(t[:1], b["wb"][:1], b["cam_to_srgb"][:1])[0] for t in (b["image"], pred, b["target"]))
+    )
     np.testing.assert_allclose(img / 255.0, strip.permute(1, 2, 0).numpy(), atol=2 / 255)
 
 

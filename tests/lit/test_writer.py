@@ -29,11 +29,23 @@ def test_trainer_predict_writes_the_same_dngs_as_predict_py(sample_root, tmp_pat
     config = {"model": {"class_path": "isp.models.UNet", "init_args": ARCH}, "data": {"vector_scale": 64.0}}
     ckpt.with_suffix(".json").write_text(json.dumps(config))
 
-    dm = RawDataModule(root=str(sample_root), source="sample", eval_crop_size=None, eval_batch_size=1,
-                       cache_dir=str(tmp_path / "cache"), generate=False, vector_scale=64.0)
+    dm = RawDataModule(
+        root=str(sample_root),
+        source="sample",
+        eval_crop_size=None,
+        eval_batch_size=1,
+        cache_dir=str(tmp_path / "cache"),
+        generate=False,
+        vector_scale=64.0,
+    )
     writer = RawPredictionWriter(out_dir=tmp_path / "lightning")
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[writer], enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.predict(DenoiseModule(net.eval(), num_previews=0), datamodule=dm, return_predictions=False)
     inputs = sorted((sample_root / "test" / "noisy").glob("*.dng"))
     assert writer.failures == [] and sorted(p.name for p in writer.written) == [p.name for p in inputs]

@@ -125,9 +125,10 @@ def test_film_formula():
     x, row, col, sc = torch.rand(2, 3, 6, 7), torch.rand(2, 2, 6), torch.rand(2, 1, 7), torch.rand(2, 4)
     z = torch.cat([row.mean(-1), col.mean(-1), sc], 1)
     gamma, beta = (z @ conv.film.weight.T + conv.film.bias).split(5, 1)
-    ref = F.conv2d(x, conv.conv.weight, conv.conv.bias, padding=1) * (1 + gamma[..., None, None]) + beta[
-        ..., None, None
-    ]
+    ref = (
+        F.conv2d(x, conv.conv.weight, conv.conv.bias, padding=1) * (1 + gamma[..., None, None])
+        + beta[..., None, None]
+    )
     torch.testing.assert_close(conv(x, row, col, sc), ref)
     # a missing input reads as zeros
     torch.testing.assert_close(conv(x, row, None, sc), conv(x, row, torch.zeros_like(col), sc))
@@ -231,8 +232,9 @@ def test_a_missing_side_input_is_read_as_zeros(conditioning):
         got = net(image, None, None, scalar)
         want = net(image, torch.zeros(2, 5, 12), torch.zeros(2, 5, 10), scalar)
         torch.testing.assert_close(got, want)
-        torch.testing.assert_close(net(image), net(image, *(torch.zeros(2, c, n) for c, n in ((5, 12), (5, 10))),
-                                                   torch.zeros(2, 5)))
+        torch.testing.assert_close(
+            net(image), net(image, *(torch.zeros(2, c, n) for c, n in ((5, 12), (5, 10))), torch.zeros(2, 5))
+        )
 
 
 def test_closed_sets_of_strings_are_literal_types():
@@ -242,8 +244,13 @@ def test_closed_sets_of_strings_are_literal_types():
     from isp.lit import DenoiseModule
     from isp.models import ConditionedConv2d
 
-    for cls, name in ((UNet, "conditioning"), (UNet, "padding_mode"), (ConditionedConv2d, "padding_mode"),
-                      (DenoiseModule, "loss"), (DenoiseModule, "scheduler_interval")):
+    for cls, name in (
+        (UNet, "conditioning"),
+        (UNet, "padding_mode"),
+        (ConditionedConv2d, "padding_mode"),
+        (DenoiseModule, "loss"),
+        (DenoiseModule, "scheduler_interval"),
+    ):
         hint = typing.get_type_hints(cls.__init__)[name]
         assert typing.get_origin(hint) is typing.Literal, (cls, name, hint)
         assert inspect.signature(cls).parameters[name].default in typing.get_args(hint)

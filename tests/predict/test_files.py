@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 
 from isp.predict import OutputExistsError, atomic_output, discover_inputs, output_path

@@ -20,8 +20,9 @@ def _files(sample_root):
 @pytest.mark.parametrize("vector_scale", [1024.0, 64.0])
 def test_contract_1_dataset_item_equals_predict_inputs(sample_root, tmp_path, vector_scale):
     pairs = [Pair(str(n), str(c), "test") for n, c in _files(sample_root)]
-    ds = RawPairDataset(pairs, DecodeCache(tmp_path / "cache"), crop_size=None, train=False,
-                        vector_scale=vector_scale)
+    ds = RawPairDataset(
+        pairs, DecodeCache(tmp_path / "cache"), crop_size=None, train=False, vector_scale=vector_scale
+    )
     for i, pair in enumerate(pairs):
         item = ds[i]
         x = frame_inputs(read(pair.noisy), vector_scale=vector_scale, version=1)

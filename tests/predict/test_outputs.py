@@ -76,16 +76,36 @@ def render(converter: str, src: Path, scratch: Path) -> np.ndarray:
     """
     scratch.mkdir(parents=True)
     dest = scratch / "render.tif"
-    env = {**os.environ, "HOME": str(scratch), "XDG_CONFIG_HOME": str(scratch / "config"),
-           "XDG_CACHE_HOME": str(scratch / "cache")}
+    env = {
+        **os.environ,
+        "HOME": str(scratch),
+        "XDG_CONFIG_HOME": str(scratch / "config"),
+        "XDG_CACHE_HOME": str(scratch / "cache"),
+    }
     env.pop("DISPLAY", None)
     if converter == "rawtherapee":  # no -p/-d: the neutral profile
         cmd = ["rawtherapee-cli", "-q", "-Y", "-o", str(dest), "-t", "-b16", "-c", str(src)]
     else:
-        cmd = ["darktable-cli", str(src), str(dest), "--hq", "true", "--apply-custom-presets", "false",
-               "--core", "--configdir", str(scratch / "config"), "--cachedir", str(scratch / "cache"),
-               "--library", ":memory:", "--conf", "plugins/imageio/format/tiff/bpp=16",
-               "--conf", "opencl=FALSE"]
+        cmd = [
+            "darktable-cli",
+            str(src),
+            str(dest),
+            "--hq",
+            "true",
+            "--apply-custom-presets",
+            "false",
+            "--core",
+            "--configdir",
+            str(scratch / "config"),
+            "--cachedir",
+            str(scratch / "cache"),
+            "--library",
+            ":memory:",
+            "--conf",
+            "plugins/imageio/format/tiff/bpp=16",
+            "--conf",
+            "opencl=FALSE",
+        ]
     try:
         run = subprocess.run(cmd, capture_output=True, timeout=RENDER_TIMEOUT_S, env=env, cwd=scratch)
     except subprocess.TimeoutExpired as exc:
@@ -200,12 +220,27 @@ def synthetic_dng(tmp_path_factory) -> Path:
     sensor = black + rng.normal(0, 12.0, size=(h + top, w + left))
     sensor[top:, left:] = black + noisy
     sensor = np.clip(np.round(sensor), 0, white).astype(np.uint16)
-    metadata = RawMetadata(iso=1600, exposure_time=1 / 125, f_number=4.0, focal_length=35.0, make="isp",
-                           model="synthetic render test", wb=SYNTHETIC_WB, cam_to_srgb=CAM_TO_SRGB,
-                           orientation=6)
+    metadata = RawMetadata(
+        iso=1600,
+        exposure_time=1 / 125,
+        f_number=4.0,
+        focal_length=35.0,
+        make="isp",
+        model="synthetic render test",
+        wb=SYNTHETIC_WB,
+        cam_to_srgb=CAM_TO_SRGB,
+        orientation=6,
+    )
     path = tmp_path_factory.mktemp("synthetic") / "synthetic.dng"
-    return write_dng(path, sensor, cfa="RGGB", black_level=black, white_level=white,
-                     active_area=(top, left, top + h, left + w), metadata=metadata)
+    return write_dng(
+        path,
+        sensor,
+        cfa="RGGB",
+        black_level=black,
+        white_level=white,
+        active_area=(top, left, top + h, left + w),
+        metadata=metadata,
+    )
 
 
 @pytest.mark.parametrize("converter", sorted(CONVERTERS))
@@ -219,8 +254,11 @@ def test_a_synthetic_dng_renders_like_its_input(converter, synthetic_dng, denois
 def _real_cases() -> list:
     if not SHARED.is_dir():
         return [pytest.param(None, converter, id=f"absent-{converter}") for converter in sorted(CONVERTERS)]
-    files = sorted(p for p in SHARED.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".tsv")
-                   and p.name not in NON_BAYER)
+    files = sorted(
+        p
+        for p in SHARED.iterdir()
+        if p.is_file() and p.suffix.lower() not in (".md", ".tsv") and p.name not in NON_BAYER
+    )
     cases = []
     for path in files:
         for converter in sorted(CONVERTERS):

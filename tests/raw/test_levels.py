@@ -39,7 +39,14 @@ def test_denormalize_inverts_normalize_up_to_rounding():
 
 
 def test_a_non_finite_mosaic_is_refused():
-    frame = RawFrame(None, np.zeros((2, 2), np.float32), "RGGB", np.zeros(4), 1.0, np.zeros((2, 2), np.uint16),
-                     (0, 0, 2, 2))
+    frame = RawFrame(
+        None,
+        np.zeros((2, 2), np.float32),
+        "RGGB",
+        np.zeros(4),
+        1.0,
+        np.zeros((2, 2), np.uint16),
+        (0, 0, 2, 2),
+    )
     with pytest.raises(ValueError, match="finite"):
         denormalize(frame, np.array([[0.0, np.nan], [0.0, 0.0]], np.float32))

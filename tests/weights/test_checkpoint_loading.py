@@ -160,8 +160,10 @@ def test_bad_init_args_are_checkpoint_errors(tmp_path, init_args, match):
 @pytest.mark.parametrize("device", ["cuda", "meta", "cpu"])
 def test_device_and_dtype_in_init_args_are_ignored(tmp_path, device):
     net = _unet()
-    model = {"class_path": "isp.models.UNet", "init_args": {**ARCH["init_args"], "device": device,
-                                                            "dtype": "float16"}}
+    model = {
+        "class_path": "isp.models.UNet",
+        "init_args": {**ARCH["init_args"], "device": device, "dtype": "float16"},
+    }
     loaded = load_model(_save(tmp_path, net.state_dict(), model=model))
     p = next(loaded.net.parameters())
     assert p.device.type == "cpu" and p.dtype == torch.float32

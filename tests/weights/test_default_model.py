@@ -42,8 +42,15 @@ def test_default_settings_tile_like_the_untiled_frame(tmp_path):
     noisy = np.rint(clean + rng.normal(0, 80, clean.shape))
     sensor[top:, left:] = np.clip(noisy, 0, 16383).astype(np.uint16)
     meta = RawMetadata(iso=3200.0, exposure_time=0.01)
-    src = write_dng(tmp_path / "big.dng", sensor, cfa="GBRG", black_level=512, white_level=16383,
-                    active_area=(top, left, h + top, w + left), metadata=meta)
+    src = write_dng(
+        tmp_path / "big.dng",
+        sensor,
+        cfa="GBRG",
+        black_level=512,
+        white_level=16383,
+        active_area=(top, left, h + top, w + left),
+        metadata=meta,
+    )
     frame = read(src)
     loaded = load_model()
     parser = predict.build_parser()
