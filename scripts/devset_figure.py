@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isp.experiments.baselines import GaussianPoissonNoise, bm3d_vst  # noqa: E402
+from isp.baselines import GaussianPoissonNoise, bm3d_vst  # noqa: E402
 from isp.models.render import raw_to_srgb  # noqa: E402
 from isp.predict import denoise_frame  # noqa: E402
 from isp.raw import pack, read  # noqa: E402

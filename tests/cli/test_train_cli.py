@@ -313,6 +313,7 @@ def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
 def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml"}
+    used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
     assert on_disk == used
     for name, files in COMPOSED.items():  # the last file's header gives the composed command

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from isp.experiments.baselines import (
+from isp.baselines import (
     GaussianPoissonNoise,
     bm3d_vst,
     generalized_anscombe,

@@ -1,4 +1,4 @@
-"""Classical baselines for the results study: the noisy input and BM3D after a variance-stabilising transform.
+"""The cited classical baseline: BM3D after a variance-stabilising transform (BM3D-VST), on packed planes.
 
 BM3D (Dabov et al., "Image denoising by sparse 3-D transform-domain collaborative filtering",
 IEEE TIP 2007; the ``bm3d`` package of Makinen, Azzari and Foi, which also accepts a noise power
