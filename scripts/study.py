@@ -6,7 +6,7 @@
 Each (seed, variant) is one Lightning CLI run of ``train.py``'s ``DenoiseCLI``:
 ``fit --config configs/experiment/study.yaml --config configs/experiment/<variant>.yaml
 --seed_everything <seed>``, then ``trainer.test`` of the trained module on the study's fixed test
-set (every clean test frame at each of nine ISO stops, ``data.test_isos``): the DenoiseModule's own
+set (every clean test frame at each of nine ISO stops, :func:`fixed_iso_test_set`): the DenoiseModule's own
 loop and metrics. For one seed every variant sees the same crops, flips and noise draws (the
 dataset's generator is keyed to the seed, not to what building the network consumed).
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import ConcatDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
@@ -42,6 +43,7 @@ from isp.lit import DenoiseModule  # noqa: E402
 from isp.models import count_parameters  # noqa: E402
 
 EXPERIMENTS = ROOT / "configs" / "experiment"
+TEST_ISOS = [100.0 * 2**k for k in range(9)]  # 100 .. 25600: one ISO bucket each in study.yaml
 VARIANTS = ["msconv", "tile_concat", "film", "none", "msconv_scalars", "msconv_flat"]
 LABELS = {
     "msconv": "msconv (default)",
@@ -128,6 +130,37 @@ def _settings(cli) -> dict:
     }
 
 
+def fixed_iso_test_set(dm, isos: list[float]) -> ConcatDataset:
+    """Every test frame of ``dm`` at every ISO of ``isos``, noise fixed by ``dm.seed + 1000 + stop``.
+
+    The same images for every variant, seed and baseline; it replaces ``dm``'s test split.
+    """
+    from isp.data.dataset import RawPairDataset
+    from isp.noise import SyntheticNoise
+
+    dm.setup()
+    n, pairs, parts = dm.noise, [p for p in dm.pairs() if p.split == "test"], []
+    for k, iso in enumerate(isos):
+        noise = SyntheticNoise(
+            profile=n.profile,
+            iso_range=(iso, iso),
+            read_noise=n.read_noise,
+            jitter=n.jitter,
+            virtual_columns=n.virtual_columns,
+        )
+        ds = RawPairDataset(
+            pairs,
+            dm.cache,
+            crop_size=dm.datasets["test"].crop_size,
+            train=False,
+            vector_scale=dm.vector_scale,
+            noise=noise,
+            seed=dm.seed + 1000 + k,
+        )
+        parts.append(ds)
+    return ConcatDataset(parts)
+
+
 def _test(cli, module) -> dict[str, float]:
     (metrics,) = cli.trainer.test(module, datamodule=cli.datamodule, verbose=False)
     return {k: float(v) for k, v in metrics.items()}
@@ -166,6 +199,7 @@ def run_study(args: argparse.Namespace, command: str) -> dict:
             start = time.perf_counter()
             cli = cli_main(["fit", *configs, "--seed_everything", str(seed), *common])
             train_seconds = time.perf_counter() - start
+            cli.datamodule.datasets["test"] = fixed_iso_test_set(cli.datamodule, args.test_isos)
             metrics = _test(cli, cli.model)
             entry = study["variants"].setdefault(
                 name,
@@ -190,7 +224,7 @@ def run_study(args: argparse.Namespace, command: str) -> dict:
                 flush=True,
             )
             if not study["baselines"]:
-                study["config"]["test_isos"] = cli.datamodule.test_isos
+                study["config"]["test_isos"] = list(args.test_isos)
                 study["config"]["settings"] = _settings(cli)
                 noisy = {k.replace("input_", ""): v for k, v in metrics.items() if "input_" in k}
                 study["baselines"]["noisy"] = {"label": "noisy input", "metrics": noisy}
@@ -240,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=600, help="optimisation steps per run (default 600)")
+    p.add_argument("--test-isos", type=float, nargs="+", default=TEST_ISOS, help="ISO stops of the test set")
     p.add_argument("--n-train", type=int, default=128)
     p.add_argument("--n-test", type=int, default=6)
     p.add_argument("--size", type=int, nargs=2, default=(128, 160), metavar=("H", "W"))

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import DataLoader
 
 from isp.data.cache import DecodeCache, MissingDataError
 from isp.data.dataset import VECTOR_SCALE, RawPairDataset
@@ -87,8 +87,6 @@ class RawDataModule(L.LightningDataModule):
         eval_size: ``scenes``: fixed validation / test items.
         reference_noise: ``scenes``: share of scenes whose target keeps a base-ISO residual noise
             (see :class:`isp.data.scenes.SceneDataset`).
-        test_isos: ``synthetic``: the test split becomes every test frame at each of these ISOs
-            (noise fixed per stop and item, the same images for every run: a study's test set).
         sample_args: ``sample``: keyword arguments of ``isp.data.synth.generate`` (``n_train``,
             ``n_val``, ``n_test``, ``size``, ``seed``) used when generating; its defaults otherwise.
 
@@ -124,7 +122,6 @@ class RawDataModule(L.LightningDataModule):
         epoch_size: int = 2000,
         eval_size: int = 64,
         reference_noise: float = 0.0,
-        test_isos: list[float] | None = None,
     ) -> None:
         super().__init__()
         if source not in ("sample", "pairs", "sid", "synthetic", "scenes"):
@@ -154,18 +151,12 @@ class RawDataModule(L.LightningDataModule):
                 )
         if source != "synthetic" and noise is not None:
             raise ValueError(f"Expected `noise` only with source 'synthetic'. Got source {source!r}.")
-        if test_isos is not None and (source != "synthetic" or not test_isos or min(test_isos) <= 0):
-            raise ValueError(
-                "Expected `test_isos` to be positive ISOs, and only with source 'synthetic'. "
-                f"Got {test_isos!r} with source {source!r}."
-            )
         self.save_hyperparameters(ignore=["noise", "scenes", "camera"])
         self.scenes = scenes
         self.camera = camera if camera is not None else CameraNoise()
         self.epoch_size = epoch_size
         self.eval_size = eval_size
         self.reference_noise = reference_noise
-        self.test_isos = None if test_isos is None else [float(v) for v in test_isos]
         self.root = root
         self.source = source
         self.manifest = manifest
@@ -277,26 +268,6 @@ class RawDataModule(L.LightningDataModule):
             return
         pairs = self.pairs()
         self.datasets = {split: self._dataset(pairs, split, fit_sizes=True) for split in SPLITS}
-        if self.test_isos is not None:
-            self.datasets["test"] = self._fixed_iso_test_set(pairs)
-
-    def _fixed_iso_test_set(self, pairs: list[Pair]) -> ConcatDataset:
-        """Every test frame at every ISO of ``test_isos``, noise fixed by ``seed + 1000 + stop``."""
-        parts = []
-        n = self.noise
-        for k, iso in enumerate(self.test_isos):
-            noise = SyntheticNoise(
-                profile=n.profile, iso_range=(iso, iso), read_noise=n.read_noise, jitter=n.jitter,
-                virtual_columns=n.virtual_columns,
-            )
-            ds = RawPairDataset(
-                [p for p in pairs if p.split == "test"], self.cache, crop_size=self.eval_crop_size,
-                train=False, vector_scale=self.vector_scale, noise=noise, seed=self.seed + 1000 + k,
-            )
-            if ds.pairs:
-                ds.crop_size = self._fitted_crop(ds, "test")
-            parts.append(ds)
-        return ConcatDataset(parts)
 
     def _loader(self, split: str, *, shuffle: bool) -> DataLoader:
         if not self.datasets:

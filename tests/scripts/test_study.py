@@ -39,11 +39,9 @@ def test_true_noise_params_regenerate_the_test_image_bit_for_bit(tiny_data):
         noise=SyntheticNoise(),
         cache_dir=str(tiny_data / "cache"),
         crop_size=8,
-        test_isos=[800.0, 6400.0],
     )
     dm.prepare_data()
-    dm.setup()
-    parts = dm.datasets["test"].datasets
+    parts = study.fixed_iso_test_set(dm, [800.0, 6400.0]).datasets
     assert [len(ds) for ds in parts] == [1, 1]
     for ds in parts:
         params, iso, dn_range = study.true_noise_params(ds, 0)
@@ -77,8 +75,6 @@ def test_true_noise_params_regenerate_the_test_image_bit_for_bit(tiny_data):
             active_area=win.active_area,
         )
         np.testing.assert_array_equal(pack(again)[0], item["image"].numpy())
-    with pytest.raises(ValueError, match="test_isos"):
-        RawDataModule(source="sample", test_isos=[100.0])
 
 
 def test_tiny_study_end_to_end(tiny_data):
@@ -92,8 +88,6 @@ def test_tiny_study_end_to_end(tiny_data):
         "2",
         "--data.train_repeat",
         "1",
-        "--data.test_isos",
-        "[200, 12800]",
         "--model.net.init_args.net.init_args.base_width",
         "4",
         "--model.net.init_args.net.init_args.depth",
@@ -119,6 +113,9 @@ def test_tiny_study_end_to_end(tiny_data):
         "--size",
         "48",
         "64",
+        "--test-isos",
+        "200",
+        "12800",
         "--",
         *tiny,
     ]
