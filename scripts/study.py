@@ -180,6 +180,8 @@ def run_study(args: argparse.Namespace, command: str) -> dict:
         str(cache),
         "--checkpoint.dirpath",
         str(Path(args.work) / "checkpoints"),
+        "--trainer.default_root_dir",  # where the CLI saves each run's config.yaml
+        str(args.work),
         "--trainer.max_steps",
         str(args.steps),
         "--model.scheduler.init_args.T_max",
