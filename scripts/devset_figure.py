@@ -6,7 +6,7 @@ Rows: ISO 800, 6400, 25600, each plain and band; columns: the noisy file, BM3D a
 Anscombe transform given the TRUE noise parameters (an oracle; white noise only, so banding stays),
 the network (the shipped model or ``--ckpt``, through predict's own path on the whole file), the
 clean scene. One crop per row at the same place; every tile rendered from the packed raw with the
-file's white balance and colour matrix (``isp.render.raw_to_srgb``), the PSNR of the crop on it.
+file's white balance and colour matrix (``isp.models.render.raw_to_srgb``), the PSNR of the crop on it.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isp.experiments.baselines import GaussianPoissonNoise, bm3d_vst  # noqa: E402
-from isp.predict_io import denoise_frame  # noqa: E402
+from isp.baselines import GaussianPoissonNoise, bm3d_vst  # noqa: E402
+from isp.models.render import raw_to_srgb  # noqa: E402
+from isp.predict import denoise_frame  # noqa: E402
 from isp.raw import pack, read  # noqa: E402
-from isp.render import raw_to_srgb  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
 

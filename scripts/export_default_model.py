@@ -43,7 +43,7 @@ def _validate(loaded, root: str) -> dict:
     import numpy as np
 
     from isp.data.sources import manifest_pairs
-    from isp.predict_io import denoise_frame
+    from isp.predict import denoise_frame
     from isp.raw import read
 
     dm = RawDataModule(root=root, source="sample")
@@ -56,9 +56,11 @@ def _validate(loaded, root: str) -> dict:
         out = denoise_frame(loaded.net, frame, data=loaded.data, tile=512, overlap=64)
         noisy.append(_psnr(frame.mosaic, clean))
         denoised.append(_psnr(out, clean))
-    return {"split": "sample set val (whole frames, predict path)",
-            "val_input_raw_psnr": round(float(np.mean(noisy)), 3),
-            "val_raw_psnr": round(float(np.mean(denoised)), 3)}
+    return {
+        "split": "sample set val (whole frames, predict path)",
+        "val_input_raw_psnr": round(float(np.mean(noisy)), 3),
+        "val_raw_psnr": round(float(np.mean(denoised)), 3),
+    }
 
 
 LICENCES = {
@@ -90,9 +92,9 @@ def _card(config_path: Path) -> dict:
         "noise_model": {
             "class": "isp.noise.camera.CameraNoise (defaults)",
             "summary": "full well 10k-200k e- at ISO 100, ISO 50-32000, 10/12/14 bit, black 0-2048, "
-                       "Poisson shot, 1-8 e- pre-gain read (Gaussian or Tukey-lambda), post-gain read "
-                       "1e-4..6e-4 of the range, banding on 60% up to 1.5 read std, EXIF ISO 2-32x "
-                       "overstated on 25%, rounding and clipping",
+            "Poisson shot, 1-8 e- pre-gain read (Gaussian or Tukey-lambda), post-gain read "
+            "1e-4..6e-4 of the range, banding on 60% up to 1.5 read std, EXIF ISO 2-32x "
+            "overstated on 25%, rounding and clipping",
             "reference_noise": data.get("reference_noise", 0.0),
             "crop_size": data.get("crop_size"),
             "batch_size": data.get("batch_size"),
@@ -112,8 +114,12 @@ def _devset(devset: Path) -> dict:
     for name in ("physical", "iso-overstated"):
         with tempfile.TemporaryDirectory() as d:
             out = Path(d) / "rows.json"
-            subprocess.run([sys.executable, str(devset / "score.py"), "--set", name, "--json", str(out)],
-                           cwd=ROOT, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, str(devset / "score.py"), "--set", name, "--json", str(out)],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
             rows = json.loads(out.read_text())
         cells = defaultdict(list)
         for r in rows:
@@ -126,10 +132,14 @@ def _devset(devset: Path) -> dict:
             "isp": round(float(np.mean([r["denoised"] for r in rows])), 2),
             "mean_gain": round(float(np.mean(gain)), 2),
             "worst_gain": round(float(np.min(gain)), 2),
-            "cells": {k: {"noisy": round(float(np.mean([r["noisy"] for r in v])), 2),
-                          "bm3d_gat_oracle": round(float(np.nanmean([r["bm3d_gat"] for r in v])), 2),
-                          "isp": round(float(np.mean([r["denoised"] for r in v])), 2)}
-                      for k, v in sorted(cells.items())},
+            "cells": {
+                k: {
+                    "noisy": round(float(np.mean([r["noisy"] for r in v])), 2),
+                    "bm3d_gat_oracle": round(float(np.nanmean([r["bm3d_gat"] for r in v])), 2),
+                    "isp": round(float(np.mean([r["denoised"] for r in v])), 2),
+                }
+                for k, v in sorted(cells.items())
+            },
         }
     return results
 
@@ -150,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--wall", default=None, help="training wall time and hardware, for the model card")
     args = p.parse_args(argv)
 
-    from isp.predict_io import inputs_version
+    from isp.predict import inputs_version
 
     loaded = load_model(args.ckpt)
     loaded.data["inputs_version"] = inputs_version(loaded.net, loaded.data)
@@ -163,14 +173,16 @@ def main(argv: list[str] | None = None) -> dict:
     torch.save(state, tmp)
     os.replace(tmp, weights)
     ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=True)
-    data = {"vector_scale": float(loaded.data.get("vector_scale", 1024.0)),
-            "inputs_version": loaded.data["inputs_version"]}
+    data = {
+        "vector_scale": float(loaded.data.get("vector_scale", 1024.0)),
+        "inputs_version": loaded.data["inputs_version"],
+    }
     config = {
         "model": loaded.model,
         "data": data,
         "training": {
             "command": f"python train.py fit --config {args.config}; then python "
-                       f"scripts/export_default_model.py {args.ckpt} --config {args.config}",
+            f"scripts/export_default_model.py {args.ckpt} --config {args.config}",
             "config": args.config,
             "epochs": _epochs_trained(ckpt),
             "steps": ckpt.get("global_step"),

@@ -2,7 +2,7 @@
 # One-shot set-up on a fresh machine: the CPU build of torch, the package with its dev extra,
 # and (where apt-get runs as root) exiftool and dcraw, the independent judges of written DNGs, and the
 # raw converters RawTherapee and darktable (rawtherapee-cli, darktable-cli), which render them in
-# tests/predict/test_render_converters.py. A failed install only makes the tests that need them skip.
+# tests/predict/test_outputs.py. A failed install only makes the tests that need them skip.
 # Keep your own torch build: run `pip install -e ".[dev]"` instead of this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -33,18 +33,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from isp.inference import size_multiple, tile_grid
-from isp.predict_io import (
+from isp.predict import (
     FORMATS,
+    OVERLAP,
+    TILE,
     OutputExistsError,
-    denoise_frame,
+    denoise_file,
     discover_inputs,
-    for_network,
     output_path,
     remove_stale_temporaries,
+    size_multiple,
+    tile_grid,
     write_output,
 )
-from isp.raw import RawWarning, read
+from isp.raw import RawWarning
 from isp.weights import CheckpointError, load_model
 
 
@@ -55,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path, help="where the outputs go (created)")
     p.add_argument("--format", default="dng", choices=sorted(FORMATS), help="default: dng")
     p.add_argument("--ckpt", type=Path, default=None, help="train.py .ckpt or .pt+.json (default: shipped)")
-    p.add_argument("--tile", type=int, default=1024, help="tile size in mosaic pixels, even (default: 1024)")
-    p.add_argument("--overlap", type=int, default=128, help="tile overlap in mosaic pixels, even (128)")
+    p.add_argument("--tile", type=int, default=2 * TILE, help=f"tile size, even mosaic pixels ({2 * TILE})")
+    p.add_argument("--overlap", type=int, default=2 * OVERLAP, help=f"tile overlap, even ({2 * OVERLAP})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")
@@ -209,13 +211,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
                             raise OutputExistsError(
                                 f"output {str(final)!r} exists; pass --overwrite to replace it"
                             )
-                        source = read(path)
-                        frame, notes = for_network(source)
-                        for note in notes:
-                            warnings.warn(f"{str(path)!r}: {note}", RuntimeWarning, stacklevel=1)
-                        mosaic = denoise_frame(
+                        source, mosaic = denoise_file(
                             net,
-                            frame,
+                            path,
                             data=loaded.data,
                             tile=tile,
                             overlap=overlap,

@@ -23,7 +23,7 @@ _EXPORTS = {
     "sid_pairs": "sources",
     "manifest_pairs": "sources",
     "clean_files": "sources",
-    "VECTOR_SCALE": "dataset",
+    "VECTOR_SCALE": "inputs",
     "RawPairDataset": "dataset",
     "exposure_gain": "dataset",
     "RawDataModule": "datamodule",
@@ -31,6 +31,7 @@ _EXPORTS = {
     "SceneMix": "scenes",
     "SceneDataset": "scenes",
     "model_inputs": "inputs",
+    "model_inputs_v1": "inputs",
     "ModelInputs": "inputs",
 }
 
@@ -55,6 +56,7 @@ __all__ = [  # noqa: F822 (loaded lazily by __getattr__)
     "frame_window",
     "manifest_pairs",
     "model_inputs",
+    "model_inputs_v1",
     "random_crop_params",
     "scalars",
     "sid_pairs",

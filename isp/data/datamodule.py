@@ -38,8 +38,8 @@ from torch.utils.data import DataLoader
 
 from isp.data.cache import DecodeCache, MissingDataError
 from isp.data.dataset import VECTOR_SCALE, RawPairDataset
-from isp.data.sources import SID_LISTS, SPLITS, Pair, check_root, clean_files, manifest_pairs, sid_pairs
 from isp.data.scenes import SceneDataset, SceneMix
+from isp.data.sources import SID_LISTS, SPLITS, Pair, check_root, clean_files, manifest_pairs, sid_pairs
 from isp.noise import SyntheticNoise
 from isp.noise.camera import CameraNoise
 

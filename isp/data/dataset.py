@@ -4,7 +4,7 @@ One item is a dict of tensors (default ``collate`` stacks them into the batch of
 
     image        float32 (4, h, w)   noisy packed R, Gr, Gb, B planes, times ``gain``
     target       float32 (4, h, w)   clean planes (never amplified)
-    row          float32 (5, h)      row noise vectors of the noisy file (see below)
+    row          float32 (5, h)      row noise vectors of the noisy file
     col          float32 (5, w)      column noise vectors
     scalar       float32 (5,)        isp.data.scalars(noisy metadata, gain)
     wb           float32 (3,)        as-shot white balance of the clean file
@@ -12,16 +12,10 @@ One item is a dict of tensors (default ``collate`` stacks them into the batch of
     iso          float32 ()          the noisy file's ISO, 0 when unknown
     path         str                 the noisy file (the clean one for synthetic noise)
 
-Noise vectors: ``isp.raw.noise_vectors`` measures, per packed row (column), the offset and the
-spread of the masked pixels of its even and odd mosaic line, in mosaic units (a fraction of
-``white - black``). Read-noise spreads are tiny in those units: about 6e-5 at ISO 100 to 8e-4
-at ISO 25600 for the ELD Sony A7S2 calibration (row offsets 5x smaller). Channels 0-3 are
-multiplied by the same ``gain`` as the image and by the fixed ``vector_scale``; the validity
-channel 4 stays 0/1. The default :data:`VECTOR_SCALE` = 1024 suits unamplified data (the
-sample set, synthetic noise): mean spreads of 0.1 .. 3 and mean absolute offsets of 0.03 .. 0.7
-per file, measured on 16 sample-set files at ISO 200 .. 25600. SID-style amplified inputs
-(gain 100 .. 300) already carry a large factor: use ``vector_scale`` of about 8 there (spreads
-0.05 .. 1.8 by the ELD calibration).
+The network inputs (``image``, ``row``, ``col``, ``scalar``) are contract 1 of
+:mod:`isp.data.inputs` (:func:`~isp.data.inputs.model_inputs_v1`), applied to the crop: the same
+function builds them for prediction. SID-style amplified inputs (gain 100 .. 300) already carry a
+large factor: use a ``vector_scale`` of about 8 there instead of :data:`VECTOR_SCALE`.
 
 Training items are random crops at random positions with CFA-exact flips and transposes
 (:mod:`isp.data.transforms`); validation and test items are the whole frame or a fixed centre
@@ -45,15 +39,12 @@ import torch
 from torch.utils.data import Dataset
 
 from isp.data.cache import CachedRaw, DecodeCache
-from isp.data.scalars import scalars
+from isp.data.inputs import VECTOR_SCALE, model_inputs_v1
 from isp.data.sources import Pair
 from isp.data.transforms import CropParams, center_crop_params, crop_and_flip, random_crop_params
 from isp.data.window import frame_window
 
 __all__ = ["VECTOR_SCALE", "RawPairDataset", "exposure_gain"]
-
-VECTOR_SCALE = 1024.0
-"""Default factor on the offset/spread channels of the noise vectors (after the gain)."""
 
 
 def exposure_gain(noisy: CachedRaw, clean: CachedRaw, max_gain: float) -> float:
@@ -228,17 +219,11 @@ class RawPairDataset(Dataset):
             image, row, col = crop_and_flip(noisy.planes, noisy.row, noisy.col, params)
             metadata = noisy.metadata
         target, _, _ = crop_and_flip(clean.planes, None, None, params)
-        scale = np.float32(gain * self.vector_scale)
-        image *= np.float32(gain)
-        row[:4] *= scale
-        col[:4] *= scale
+        x = model_inputs_v1(image, row, col, metadata, gain=gain, vector_scale=self.vector_scale)
         iso = metadata.iso
         return {
-            "image": torch.from_numpy(image.astype(np.float32, copy=False)),
+            **{key: torch.from_numpy(value) for key, value in x.items()},
             "target": torch.from_numpy(target.astype(np.float32, copy=False)),
-            "row": torch.from_numpy(row.astype(np.float32, copy=False)),
-            "col": torch.from_numpy(col.astype(np.float32, copy=False)),
-            "scalar": torch.from_numpy(scalars(metadata, gain)),
             "wb": torch.as_tensor(np.asarray(clean.metadata.wb), dtype=torch.float32),
             "cam_to_srgb": torch.as_tensor(np.asarray(clean.metadata.cam_to_srgb), dtype=torch.float32),
             "iso": torch.tensor(float(iso) if iso is not None else 0.0, dtype=torch.float32),

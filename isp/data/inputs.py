@@ -1,5 +1,9 @@
 """The one path from a raw frame to the network's inputs: training, ``predict.py`` and the writer.
 
+Two contracts, both built here and nowhere else: version 2 (:func:`model_inputs`, the shipped
+model's) measures the noise and the banding; version 1 (:func:`model_inputs_v1`, the models
+trained on :class:`isp.data.RawPairDataset`) scales the packed planes and noise vectors only.
+
 :func:`model_inputs` turns a :class:`~isp.raw.RawFrame` into ``image (4, h, w)``, ``row (7, h)``,
 ``col (5, w)`` and ``scalar (8,)``::
 
@@ -38,6 +42,7 @@ from isp.raw import PackInfo, RawFrame, noise_vectors, pack
 from isp.raw.pack import phase_crop
 
 __all__ = [
+    "GAIN_SCALAR",
     "INPUTS_VERSION",
     "ISO_RANGE",
     "EXPOSURE_RANGE",
@@ -45,8 +50,10 @@ __all__ = [
     "ROW_CHANNELS",
     "SCALAR_CHANNELS",
     "SCALAR_NAMES",
+    "VECTOR_SCALE",
     "crop_inputs",
     "model_inputs",
+    "model_inputs_v1",
     "noise_from_scalars",
 ]
 
@@ -58,6 +65,11 @@ SCALAR_NAMES = (
     "log2_a_1e-3", "log2_read_std_3e-3", "noise_confidence",
 )  # fmt: skip
 SCALAR_CHANNELS = len(SCALAR_NAMES)
+GAIN_SCALAR = SCALAR_NAMES.index("log2_gain")
+"""Index of ``log2(gain)`` in ``scalar`` (the same in both contracts): how a writer undoes the gain."""
+VECTOR_SCALE = 1024.0
+"""Default factor on the offset/spread channels of the noise vectors (after the gain): spreads of
+unamplified data (about 6e-5 .. 8e-4 in mosaic units) become 0.1 .. 3."""
 ISO_RANGE = (6.0, 3_276_800.0)
 """EXIF ISOs outside this are read as unknown (with a warning): no camera records them truthfully,
 and clamping to a bound can make the output worse than the input (measured, issue 14)."""
@@ -202,6 +214,51 @@ def model_inputs(
         ]
     ).astype(np.float32)
     return ModelInputs(planes, row7, col, scalar, info, noise, banding)
+
+
+def model_inputs_v1(
+    planes: np.ndarray,
+    row: np.ndarray,
+    col: np.ndarray,
+    metadata,
+    *,
+    gain: float = 1.0,
+    vector_scale: float = VECTOR_SCALE,
+) -> dict[str, np.ndarray]:
+    """Contract 1: the network's inputs from packed planes and noise vectors (a frame or a crop).
+
+    ``image`` is ``planes * gain``; channels 0-3 (offsets and spreads) of ``row`` and ``col`` are
+    multiplied by ``gain * vector_scale``, the validity channel 4 stays 0/1; ``scalar`` is
+    :func:`isp.data.scalars.scalars` of ``metadata`` (5 channels). Unlike contract 2 nothing is
+    measured, so a crop of the inputs equals the inputs of the crop: the dataset calls this after
+    cropping, prediction on the whole frame.
+
+    Args:
+        planes: ``(4, h, w)`` packed planes (:func:`isp.raw.pack`); not modified.
+        row: ``(5, h)`` row noise vectors (:func:`isp.raw.noise_vectors`); not modified.
+        col: ``(5, w)`` column noise vectors.
+        metadata: the noisy file's :class:`isp.raw.RawMetadata`.
+        gain: digital amplification of the input (SID's exposure ratio; 1 for photos).
+        vector_scale: factor on the vectors' offsets and spreads (after ``gain``).
+
+    Returns:
+        ``image (4, h, w)``, ``row (5, h)``, ``col (5, w)``, ``scalar (5,)``, float32.
+
+    Example:
+        >>> from isp.raw import RawMetadata
+        >>> x = model_inputs_v1(np.ones((4, 2, 3)), np.ones((5, 2)), np.ones((5, 3)), RawMetadata(),
+        ...                     gain=2.0, vector_scale=10.0)
+        >>> x["image"][0, 0, 0], x["row"][:, 0].tolist(), x["scalar"].shape
+        (np.float32(2.0), [20.0, 20.0, 20.0, 20.0, 1.0], (5,))
+    """
+    scale = np.float32(gain * vector_scale)
+    image = np.array(planes, dtype=np.float32)
+    image *= np.float32(gain)
+    row = np.array(row, dtype=np.float32)
+    col = np.array(col, dtype=np.float32)
+    row[:4] *= scale
+    col[:4] *= scale
+    return {"image": image, "row": row, "col": col, "scalar": scalars(metadata, gain)}
 
 
 def noise_from_scalars(scalar):

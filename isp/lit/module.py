@@ -5,7 +5,7 @@ Batches follow docs/CONTRACTS.md: ``image, target (N, 4, h, w)``, ``row (N, C2, 
 ``path`` (list of str). Metrics are computed in two domains, both on [0, 1]:
 
 - raw: the packed planes, clipped to [0, 1];
-- sRGB: after :func:`isp.render.raw_to_srgb` with each file's white balance and colour matrix.
+- sRGB: after :func:`isp.models.render.raw_to_srgb` with each file's white balance and colour matrix.
 
 Logged names (``<stage>`` is ``train``, ``val`` or ``test``): ``<stage>/loss``,
 ``<stage>/raw_psnr``, ``<stage>/raw_ssim``, ``<stage>/srgb_psnr``, ``<stage>/srgb_ssim`` and, for
@@ -16,8 +16,10 @@ count}`` per ISO bucket (see :func:`isp.lit.metrics.iso_bucket_names`).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import lightning as L
 import torch
@@ -30,14 +32,15 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from isp.lit.metrics import image_metrics, iso_bucket_index, iso_bucket_names, psnr_metric
 from isp.lit.previews import side_by_side
-from isp.render import raw_to_srgb
+from isp.models.render import raw_to_srgb
 
-__all__ = ["LOSSES", "DenoiseModule", "denoise_loss"]
+__all__ = ["LOSSES", "DenoiseModule", "Loss", "denoise_loss"]
 
-LOSSES = ("l1", "l2", "charbonnier", "psnr")
+Loss = Literal["l1", "l2", "charbonnier", "psnr"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
-def denoise_loss(pred: Tensor, target: Tensor, kind: str = "l1", eps: float = 1e-3) -> Tensor:
+def denoise_loss(pred: Tensor, target: Tensor, kind: Loss = "l1", eps: float = 1e-3) -> Tensor:
     """Mean reconstruction loss between two same-shaped tensors.
 
     Args:
@@ -102,10 +105,10 @@ class DenoiseModule(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        loss: str = "l1",
+        loss: Loss = "l1",
         optimizer: OptimizerCallable = torch.optim.Adam,
         scheduler: LRSchedulerCallable | None = None,
-        scheduler_interval: str = "epoch",
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
         monitor: str = "val/raw_psnr",
         iso_buckets: Sequence[float] = (400.0, 1600.0, 6400.0),
         num_previews: int = 3,
@@ -124,12 +127,13 @@ class DenoiseModule(L.LightningModule):
             )
         if num_previews < 0:
             raise ValueError(f"Expected `num_previews` >= 0. Got {num_previews}.")
-        with warnings.catch_warnings():  # outside the CLI `net` is a module: it lives in the state dict
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
         if isinstance(self.hparams.get("net"), nn.Module):
-            del self.hparams["net"]
-            self._hparams_initial.pop("net", None)
+            # built in Python, not by the CLI (whose hparams hold net's class_path / init_args, what
+            # isp.weights reads): the module lives in the state dict, the callables with the run
+            self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], frame=inspect.currentframe())
         if init_weights is not None:
             _init_from(net, init_weights)
         self.net = net
@@ -258,16 +262,34 @@ class DenoiseModule(L.LightningModule):
                     self.log(f"test/{name}/{key}", value)
             collection.reset()
 
-    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        """Denoise one batch for ``trainer.predict``.
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> list[tuple]:
+        """Denoise the whole file of each item for ``trainer.predict``, as ``predict.py`` does.
+
+        The batch only names the files (``path``) and their gain (``scalar`` channel
+        :data:`isp.data.inputs.GAIN_SCALAR`): each file is read again and denoised whole and tiled
+        by :func:`isp.predict.denoise_file`, so every pixel is predicted and the inputs are the
+        whole frame's (the batch's crops are not used). ``vector_scale`` is the DataModule's.
 
         Returns:
-            The denoised packed planes ``(N, 4, h, w)`` (R, Gr, Gb, B), unclipped, in the input's
-            units (the batch's ``image`` already carries any digital gain). A prediction writer
-            receives the batch too (``path``, ``wb``, ``cam_to_srgb``, ...) in
-            ``write_on_batch_end``; ``target`` is not needed.
+            ``[(frame, mosaic), ...]``: per file its :class:`isp.raw.RawFrame` and the denoised
+            ``float32 (H, W)`` visible mosaic in the input's units
+            (:class:`isp.lit.writer.RawPredictionWriter` writes them).
         """
-        return self.denoise(batch)
+        from isp.data.inputs import GAIN_SCALAR
+        from isp.predict import denoise_file
+
+        paths = batch.get("path")
+        if paths is None:
+            raise ValueError("Expected the predict batch to carry `path` (the input file of each item).")
+        scalar = batch.get("scalar")
+        gains = [1.0] * len(paths) if scalar is None else torch.exp2(scalar[:, GAIN_SCALAR].double()).tolist()
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        vector_scale = getattr(datamodule, "vector_scale", None)
+        data = {} if vector_scale is None else {"vector_scale": vector_scale}
+        return [
+            denoise_file(self.net, path, data=data, gain=gain, device=self.device)
+            for path, gain in zip(paths, gains, strict=True)
+        ]
 
     # -- previews ----------------------------------------------------------------------------------
 
@@ -281,7 +303,9 @@ class DenoiseModule(L.LightningModule):
             rendered = self._render(sub, out["pred"][:k].detach())
         for i in range(k):
             strip = side_by_side(
-                rendered["noisy"][i], rendered["pred"][i], rendered["target"][i],
+                rendered["noisy"][i],
+                rendered["pred"][i],
+                rendered["target"][i],
                 max_height=self.preview_max_height,
             )
             for logger in loggers:

@@ -1,7 +1,7 @@
 """Side-by-side sRGB previews (noisy | denoised | clean) for TensorBoard.
 
 TensorBoard reads a 4-channel image as RGBA, so the packed raw planes are always rendered to RGB
-with :func:`isp.render.raw_to_srgb` first.
+with :func:`isp.models.render.raw_to_srgb` first.
 """
 
 from __future__ import annotations

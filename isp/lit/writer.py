@@ -1,15 +1,11 @@
 """A Lightning prediction writer: ``train.py predict`` writes what ``predict.py`` writes.
 
-:class:`RawPredictionWriter` receives the denoised packed planes of each predict batch
-(:meth:`isp.lit.DenoiseModule.predict_step`) with the batch itself, re-reads each input file
-named in ``batch["path"]`` for its sensor frame and metadata, undoes the batch's digital gain
-(``scalar`` channel 2 holds ``log2(gain)``), and writes ``out_dir/<stem>.<ext>`` through
-:func:`isp.predict_io.write_output`: a DNG in the input's full sensor frame with its metadata,
-or a 16-bit TIFF / 8-bit PNG rendering, atomically and never over an existing file unless
-``overwrite``. Predictions should be whole frames (``data.eval_crop_size: null``); the
-DataModule batches frames of mixed CFA phases as their common centre crop, which can be a
-packed row / column short of a frame: those border pixels keep the input's values (a warning
-says how many). Larger crops are refused.
+:meth:`isp.lit.DenoiseModule.predict_step` denoises each file of a predict batch whole and tiled
+through :func:`isp.predict.denoise_file` (the function ``predict.py`` uses);
+:class:`RawPredictionWriter` writes each result to ``out_dir/<stem>.<ext>`` through
+:func:`isp.predict.write_output`: a DNG in the input's full sensor frame with its metadata, or a
+16-bit TIFF / 8-bit PNG rendering, atomically and never over an existing file unless
+``overwrite``.
 
 In a config::
 
@@ -24,14 +20,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
-import numpy as np
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from isp.predict_io import FORMATS, output_path, write_output
+from isp.predict import FORMATS, Format, output_path, write_output
 
 __all__ = ["RawPredictionWriter"]
 
@@ -56,7 +50,7 @@ class RawPredictionWriter(BasePredictionWriter):
     def __init__(
         self,
         out_dir: str | os.PathLike = "outputs/predict",
-        format: Literal["dng", "tiff", "png"] = "dng",  # noqa: A002 - the CLI option's name
+        format: Format = "dng",  # noqa: A002 - the CLI option's name
         overwrite: bool = False,
         strict: bool = False,
     ) -> None:
@@ -76,58 +70,28 @@ class RawPredictionWriter(BasePredictionWriter):
         pl_module: L.LightningModule,
         prediction: Any,
         batch_indices: Any,
-        batch: dict,
+        batch: Any,
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Write every frame of the batch."""
-        if not isinstance(prediction, torch.Tensor) or prediction.ndim != 4 or prediction.shape[1] != 4:
+        """Write every ``(frame, mosaic)`` of the batch's prediction (see ``predict_step``)."""
+        if not isinstance(prediction, list | tuple) or not all(
+            isinstance(p, tuple) and len(p) == 2 for p in prediction
+        ):
             raise ValueError(
-                "Expected the prediction to be packed planes (N, 4, h, w). "
-                f"Got {getattr(prediction, 'shape', prediction)!r}."
+                "Expected the prediction to be a list of (frame, mosaic), one per file, as "
+                f"isp.lit.DenoiseModule.predict_step returns. Got {type(prediction).__name__}."
             )
-        paths = batch.get("path") if isinstance(batch, dict) else None
-        if paths is None or len(paths) != prediction.shape[0]:
-            raise ValueError("Expected the predict batch to carry `path` (one input file per prediction).")
-        scalar = batch.get("scalar")
-        gains = torch.ones(prediction.shape[0]) if scalar is None else torch.exp2(scalar[:, 2].float().cpu())
-        planes = (prediction.detach().float().cpu() / gains[:, None, None, None]).numpy()
-        for path, item in zip(paths, planes, strict=True):
+        for frame, mosaic in prediction:
+            path = frame.path
             try:
-                self._write(path, item)
+                final = output_path(path, self.out_dir, self.format)
+                written = write_output(
+                    final, frame, mosaic, self.format, overwrite=self.overwrite, protected=[path]
+                )
+                self.written.append(written)
             except (ValueError, OSError) as err:
                 if self.strict:
                     raise
                 self.failures.append((path, str(err)))
                 log.warning("not written: %s: %s", path, err)
-
-    def _write(self, path: str, planes: np.ndarray) -> None:
-        from isp.data.transforms import center_crop_params
-        from isp.raw import pack, read, unpack
-
-        frame = read(path)
-        packed, info = pack(frame)
-        h, w = planes.shape[1:]
-        crop = center_crop_params(packed.shape[1:], (h, w))
-        if planes.shape[0] != 4 or (crop.height, crop.width) != (h, w):
-            raise ValueError(
-                f"Expected a prediction of at most the packed frame {packed.shape} for {path!r}. "
-                f"Got {planes.shape}."
-            )
-        if (h, w) != packed.shape[1:]:
-            missing = packed.shape[1] * packed.shape[2] - h * w
-            if missing > 0.05 * packed.shape[1] * packed.shape[2]:
-                raise ValueError(
-                    f"Expected a whole-frame prediction {packed.shape} for {path!r} "
-                    f"(set data.eval_crop_size: null). Got a centre crop {planes.shape}."
-                )
-            # whole frames of mixed CFA phases are batched as their common centre crop: the few
-            # packed rows / columns outside it keep the input's values
-            log.warning("%s: %d packed pixels at the border were not predicted; kept as input", path, missing)
-            packed[:, crop.top : crop.top + h, crop.left : crop.left + w] = planes
-            planes = packed
-        mosaic = unpack(planes.astype(np.float32, copy=False), info)
-        final = output_path(path, self.out_dir, self.format)
-        self.written.append(
-            write_output(final, frame, mosaic, self.format, overwrite=self.overwrite, protected=[path])
-        )

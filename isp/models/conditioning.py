@@ -16,18 +16,27 @@ FiLM: https://arxiv.org/abs/1709.07871
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor, nn
 
 from isp.nn import MSConv2d, TileConcatConv2d
 
-__all__ = ["CONDITIONING", "ConditionedConv2d", "film_vector"]
+__all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
-CONDITIONING = ("msconv", "tile_concat", "none", "film")
+Conditioning = Literal["msconv", "tile_concat", "none", "film"]
+CONDITIONING: tuple[str, ...] = get_args(Conditioning)
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
 
 
 def film_vector(
-    row: Tensor | None, col: Tensor | None, scalar: Tensor | None, channels: tuple[int, int, int], n: int,
+    row: Tensor | None,
+    col: Tensor | None,
+    scalar: Tensor | None,
+    channels: tuple[int, int, int],
+    n: int,
     like: Tensor,
 ) -> Tensor:
     """The FiLM conditioning vector: ``[mean_H(row), mean_W(col), scalar]`` (zeros where absent).
@@ -87,14 +96,16 @@ class ConditionedConv2d(nn.Module):
         in_channels: tuple[int, int, int, int],
         out_channels: int,
         kernel_size: int = 3,
-        conditioning: str = "msconv",
-        padding_mode: str = "zeros",
+        conditioning: Conditioning = "msconv",
+        padding_mode: PaddingMode = "zeros",
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         if conditioning not in CONDITIONING:
             raise ValueError(f"Expected `conditioning` to be one of {CONDITIONING}. Got {conditioning!r}.")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"Expected `padding_mode` to be one of {PADDING_MODES}. Got {padding_mode!r}.")
         if (
             not isinstance(in_channels, tuple | list)
             or len(in_channels) != 4
@@ -134,7 +145,12 @@ class ConditionedConv2d(nn.Module):
         """Convolve ``x`` with the side inputs; see the class docstring for shapes."""
         if self.conditioning in ("msconv", "tile_concat"):
             c2, c3, c4 = self.in_channels[1:]
-            return self.conv(x, row if c2 else None, col if c3 else None, scalar if c4 else None)
+            n, _, h, w = x.shape
+            # a missing side input is read as zeros (the layers themselves insist on every input)
+            row = (x.new_zeros(n, c2, h) if row is None else row) if c2 else None
+            col = (x.new_zeros(n, c3, w) if col is None else col) if c3 else None
+            scalar = (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None
+            return self.conv(x, row, col, scalar)
         y = self.conv(x)
         if self.film is not None:
             z = film_vector(row, col, scalar, self.in_channels[1:], x.shape[0], x)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isp.models.conditioning import CONDITIONING, ConditionedConv2d
+from isp.models.conditioning import CONDITIONING, PADDING_MODES, ConditionedConv2d, Conditioning, PaddingMode
 
 __all__ = ["UNet", "UNetStage", "count_parameters"]
 
@@ -70,8 +70,8 @@ class UNetStage(nn.Module):
         in_channels: int,
         out_channels: int,
         side_channels: tuple[int, int, int],
-        conditioning: str = "msconv",
-        padding_mode: str = "zeros",
+        conditioning: Conditioning = "msconv",
+        padding_mode: PaddingMode = "zeros",
         device=None,
         dtype=None,
     ) -> None:
@@ -140,11 +140,11 @@ class UNet(nn.Module):
         scalar_channels: int = 5,
         base_width: int = 32,
         depth: int = 4,
-        conditioning: str = "msconv",
+        conditioning: Conditioning = "msconv",
         residual: bool = True,
         input_scale: float = 8.0,
         side_scale: float = 0.1,
-        padding_mode: str = "zeros",
+        padding_mode: PaddingMode = "zeros",
         noise_map: bool = False,
         device=None,
         dtype=None,
@@ -160,8 +160,11 @@ class UNet(nn.Module):
                 raise ValueError(f"Expected `{name}` to be a positive number. Got {value!r}.")
         _check_int("in_channels", in_channels, 1)
         _check_int("out_channels", out_channels, 1)
-        for name, value in (("row_channels", row_channels), ("col_channels", col_channels),
-                            ("scalar_channels", scalar_channels)):
+        for name, value in (
+            ("row_channels", row_channels),
+            ("col_channels", col_channels),
+            ("scalar_channels", scalar_channels),
+        ):
             _check_int(name, value, 0)
         _check_int("base_width", base_width, 1)
         _check_int("depth", depth, 0)
@@ -172,7 +175,7 @@ class UNet(nn.Module):
                 "Expected `out_channels` to equal `in_channels` when `residual=True`. "
                 f"Got in_channels={in_channels}, out_channels={out_channels}."
             )
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+        if padding_mode not in PADDING_MODES:
             raise ValueError(
                 "Expected `padding_mode` to be one of 'zeros', 'reflect', 'replicate', 'circular'. "
                 f"Got {padding_mode!r}."
@@ -189,8 +192,12 @@ class UNet(nn.Module):
         self.noise_map = bool(noise_map)
         factory = {"device": device, "dtype": dtype}
         widths = [base_width * 2**level for level in range(depth + 1)]
-        stage = {"side_channels": self.side_channels, "conditioning": conditioning,
-                 "padding_mode": padding_mode, **factory}
+        stage = {
+            "side_channels": self.side_channels,
+            "conditioning": conditioning,
+            "padding_mode": padding_mode,
+            **factory,
+        }
         self.encoders = nn.ModuleList()
         previous = 2 * in_channels if noise_map else in_channels
         for level in range(depth):

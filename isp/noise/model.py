@@ -276,7 +276,7 @@ class SyntheticNoise:
 
     def __init__(
         self,
-        profile: str = "SonyA7S2",
+        profile: Literal["SonyA7S2", "NikonD850", "CanonEOS70D", "OPPOReno10x"] = "SonyA7S2",
         iso_range: tuple[float, float] = (100.0, 25600.0),
         read_noise: ReadNoise = "profile",
         jitter: bool = True,

@@ -1,4 +1,4 @@
-"""Raw files in and out: decoding with metadata, packing, optical-black noise vectors, DNG writing.
+"""Raw files in and out: decoding, packing, noise vectors, levels and back, DNG writing, LibRaw rendering.
 
 numpy only (no torch): the layers above convert. See docs/CONTRACTS.md (isp.raw).
 """
@@ -6,9 +6,10 @@ numpy only (no torch): the layers above convert. See docs/CONTRACTS.md (isp.raw)
 from .dng import DNG_RENDERING_TAGS, write_dng
 from .errors import RawError, RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
-from .levels import normalize
+from .levels import denormalize, normalize
 from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
 from .read import RAW_EXTENSIONS, read
+from .render import render_srgb
 from .vectors import COL_CHANNELS, ROW_CHANNELS, noise_vectors
 
 __all__ = [
@@ -26,11 +27,13 @@ __all__ = [
     "RawReadError",
     "RawWarning",
     "UnsupportedRawError",
+    "denormalize",
     "frame_from_sensor",
     "noise_vectors",
     "normalize",
     "pack",
     "read",
+    "render_srgb",
     "unpack",
     "write_dng",
 ]

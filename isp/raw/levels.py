@@ -1,12 +1,16 @@
-"""Black subtraction and white normalisation per Bayer position, in one cache-friendly pass."""
+"""Black subtraction and white normalisation per Bayer position (one cache-friendly pass), and back to DN."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["normalize", "normalize_packed"]
+if TYPE_CHECKING:
+    from isp.raw.frame import RawFrame
+
+__all__ = ["check_finite_output", "denormalize", "normalize", "normalize_packed"]
 
 _CHUNK_ROWS = 256  # rows per pass: keeps the working set in cache on 6000-wide sensors
 _CHUNK_PAIRS = 32  # row pairs per pass of normalize_packed: a ~0.75 MB uint32 scratch at 6000 wide
@@ -126,3 +130,71 @@ def _normalize_packed_u16(raw: np.ndarray, black_level: np.ndarray, white_level:
                 np.subtract(t[:, i], black32[i, j], out=o, dtype=np.float32)
                 np.multiply(o, scale32[i, j], out=o)
     return planes
+
+
+def denormalize(frame: RawFrame, mosaic: np.ndarray, *, chunk_rows: int = 512) -> np.ndarray:
+    """The inverse of :func:`normalize`: ``frame``'s sensor image with its visible area from ``mosaic``.
+
+    The mosaic (a denoised one, say; 0 = black, 1 = white level) goes back to DN per CFA position,
+    ``mosaic * (white - black) + black``, rounded and clipped to ``[0, 65535]``; the masked
+    margins keep the input's values. Works in row chunks so a 24-megapixel frame needs no
+    full-size float64 temporaries.
+
+    Args:
+        frame: the :class:`isp.raw.RawFrame` the mosaic came from (levels, sensor, active area).
+        mosaic: ``float (H, W)`` visible mosaic (``frame.mosaic``'s shape); must be finite.
+        chunk_rows: rows converted at a time (even).
+
+    Returns:
+        ``uint16 (Hs, Ws)``, ``frame.sensor``'s shape.
+
+    Example:
+        >>> import numpy as np
+        >>> from isp.raw import RawFrame
+        >>> f = RawFrame(None, np.zeros((2, 4), np.float32), "RGGB", np.array([[60, 64], [64, 68]]),
+        ...              1000.0, np.full((3, 4), 7, np.uint16), (1, 0, 3, 4))
+        >>> denormalize(f, np.full((2, 4), 0.5, np.float32)).tolist()
+        [[7, 7, 7, 7], [530, 532, 530, 532], [532, 534, 532, 534]]
+    """
+    top, left, bottom, right = frame.active_area
+    if mosaic.shape != (bottom - top, right - left):
+        raise ValueError(
+            f"Expected `mosaic` of the visible shape {(bottom - top, right - left)}. Got {mosaic.shape}."
+        )
+    check_finite_output(mosaic)
+    black = np.asarray(frame.black_level, dtype=np.float32).reshape(2, 2)
+    scale = np.float32(frame.white_level) - black
+    sensor = frame.sensor.copy()
+    width = right - left
+    black_rows = np.tile(black, (1, (width + 1) // 2))[:, :width]
+    scale_rows = np.tile(scale, (1, (width + 1) // 2))[:, :width]
+    chunk_rows += chunk_rows % 2
+    for y0 in range(0, mosaic.shape[0], chunk_rows):
+        y1 = min(y0 + chunk_rows, mosaic.shape[0])
+        reps = (y1 - y0 + 1) // 2
+        b = np.tile(black_rows, (reps, 1))[: y1 - y0]
+        s = np.tile(scale_rows, (reps, 1))[: y1 - y0]
+        dn = np.rint(mosaic[y0:y1].astype(np.float32) * s + b)
+        sensor[top + y0 : top + y1, left:right] = np.clip(dn, 0, 65535).astype(np.uint16)
+    return sensor
+
+
+def check_finite_output(mosaic: np.ndarray) -> None:
+    """Raise ``ValueError`` unless every value of a denoised mosaic is finite.
+
+    A NaN or infinity would be written as 0 or 65535 DN: nothing is written from such an output.
+
+    Example:
+        >>> try:
+        ...     check_finite_output(np.array([[0.0, np.nan]], np.float32))
+        ... except ValueError as err:
+        ...     print(str(err)[:70])
+        Expected a finite denoised mosaic: the network output holds 1 non-fini
+    """
+    finite = np.isfinite(mosaic)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise ValueError(
+            f"Expected a finite denoised mosaic: the network output holds {bad} non-finite value(s) "
+            f"(NaN or infinity) of {finite.size}; nothing was written."
+        )

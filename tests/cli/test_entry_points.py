@@ -23,8 +23,9 @@ def _run_script(name: str, args: list[str], cwd: Path) -> subprocess.CompletedPr
     code = f"import sys; sys.argv[0] = {name!r}; from {module} import {func}; sys.exit({func}())"
     # only the package on the path (as an install puts it), not the checkout's root scripts
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_both_commands_are_declared_in_the_package():

@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+from isp.lit import DenoiseModule
+from isp.models import UNet
+from isp.predict import denoise_file
 from train import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,15 +23,37 @@ CONFIGS = REPO / "configs"
 TINY = ["--model.net.init_args.base_width", "4", "--model.net.init_args.depth", "2"]
 
 
+#: the composed runs: configs/trainer.yaml + a model file + a data file (+ ddp.yaml)
+COMPOSED = {
+    "pairs": ["trainer.yaml", "model/unet.yaml", "data/pairs.yaml"],
+    "synthetic": ["trainer.yaml", "model/unet.yaml", "data/synthetic.yaml"],
+    "sid_sony": ["trainer.yaml", "model/unet.yaml", "data/sid_sony.yaml"],
+    "ddp": ["trainer.yaml", "model/unet.yaml", "data/sample.yaml", "ddp.yaml"],
+}
+
+
 def _args(tmp_path, config, root, *extra, subcommand="fit"):
+    files = COMPOSED.get(config, [config])
     return [
-        subcommand, "--config", str(CONFIGS / config),
-        "--data.root", str(root), "--data.cache_dir", str(tmp_path / "cache"),
-        "--data.num_workers", "0", "--data.crop_size", "16", "--data.eval_crop_size", "null",
-        "--data.batch_size", "2",
+        subcommand,
+        *(a for f in files for a in ("--config", str(CONFIGS / f))),
+        "--data.root",
+        str(root),
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--data.num_workers",
+        "0",
+        "--data.crop_size",
+        "16",
+        "--data.eval_crop_size",
+        "null",
+        "--data.batch_size",
+        "2",
         *TINY,
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+        "--checkpoint.dirpath",
+        str(tmp_path / "ckpt"),
         *extra,
     ]
 
@@ -58,15 +84,15 @@ def sid_root(sample_root, tmp_path_factory):
     "config, extra",
     [
         ("quickstart.yaml", []),
-        ("pairs.yaml", []),
-        ("synthetic.yaml", ["--data.manifest", "pairs.csv"]),
-        ("sid_sony.yaml", []),
+        ("pairs", []),
+        ("synthetic", ["--data.manifest", "pairs.csv"]),
+        ("sid_sony", []),
         # the real two-process run is test_ddp_two_cpu_processes_match_single_process
-        ("ddp.yaml", ["--trainer.devices", "1", "--trainer.strategy", "auto"]),
+        ("ddp", ["--trainer.devices", "1", "--trainer.strategy", "auto"]),
     ],
 )
 def test_fast_dev_run_every_config(tmp_path, sample_root, sid_root, config, extra):
-    root = sid_root if config == "sid_sony.yaml" else sample_root
+    root = sid_root if config == "sid_sony" else sample_root
     cpu = ["--trainer.accelerator", "cpu"]
     cli = main(_args(tmp_path, config, root, "--trainer.fast_dev_run", "true", *cpu, *extra))
     metrics = cli.trainer.callback_metrics
@@ -77,8 +103,16 @@ def test_fast_dev_run_every_config(tmp_path, sample_root, sid_root, config, extr
 
 def test_print_config_resolves_defaults_and_links(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(CONFIGS / "quickstart.yaml"), "--model.monitor", "val/srgb_psnr",
-              "--print_config"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "quickstart.yaml"),
+                "--model.monitor",
+                "val/srgb_psnr",
+                "--print_config",
+            ]
+        )
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["model"]["net"]["class_path"] == "isp.models.UNet"
     assert cfg["model"]["net"]["init_args"]["conditioning"] == "msconv"
@@ -92,8 +126,16 @@ def test_print_config_resolves_defaults_and_links(tmp_path, capsys):
 
 def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
     # val every epoch; the monitored PSNR need not improve: last.ckpt must still be the latest
-    common = ["--data.train_repeat", "1", "--trainer.check_val_every_n_epoch", "1",
-              "--trainer.num_sanity_val_steps", "0", "--model.loss", "psnr"]
+    common = [
+        "--data.train_repeat",
+        "1",
+        "--trainer.check_val_every_n_epoch",
+        "1",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--model.loss",
+        "psnr",
+    ]
     cli = main(_args(tmp_path, "quickstart.yaml", sample_root, *common, "--trainer.max_epochs", "2"))
     assert cli.trainer.global_step == 4  # 4 train pairs, batch 2, 2 epochs
     last = tmp_path / "ckpt" / "last.ckpt"
@@ -101,8 +143,18 @@ def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
     saved = yaml.safe_load((Path(cli.trainer.log_dir) / "config.yaml").read_text())
     assert saved["model"]["net"]["init_args"]["base_width"] == 4  # the resolved config is kept
 
-    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, *common, "--trainer.max_epochs", "3",
-                     "--ckpt_path", "last"))
+    cli = main(
+        _args(
+            tmp_path,
+            "quickstart.yaml",
+            sample_root,
+            *common,
+            "--trainer.max_epochs",
+            "3",
+            "--ckpt_path",
+            "last",
+        )
+    )
     assert cli.trainer.global_step == 6 and cli.trainer.current_epoch == 3
     assert torch.load(last, weights_only=False)["global_step"] == 6
 
@@ -111,16 +163,33 @@ def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
     ckpt = torch.load(last, weights_only=False)["state_dict"]
     assert torch.equal(cli.model.state_dict()["net.head.weight"], ckpt["net.head.weight"])
     (batch,) = list(cli.datamodule.predict_dataloader())  # 2 test frames, eval batch 2
-    assert len(preds) == 1 and preds[0].shape == batch["image"].shape
-    with torch.no_grad():
-        torch.testing.assert_close(preds[0], cli.model.eval().denoise(batch))
+    assert len(preds) == 1 and [frame.path for frame, _ in preds[0]] == batch["path"]
+    data = {"vector_scale": cli.datamodule.vector_scale}
+    for frame, mosaic in preds[0]:  # whole files, as predict.py denoises them
+        np.testing.assert_array_equal(mosaic, denoise_file(cli.model.net.eval(), frame.path, data=data)[1])
+
+    loaded = DenoiseModule.load_from_checkpoint(last)  # the CLI's hparams rebuild the network
+    assert isinstance(loaded.net, UNet) and loaded.net.base_width == 4 and loaded.loss == "psnr"
+    assert torch.equal(loaded.net.head.weight, ckpt["net.head.weight"])
 
 
 def test_last_checkpoint_keeps_epochs_after_the_last_validation(tmp_path, sample_root):
     # validation every 2 epochs, 3 epochs: the third is never validated but must not be lost
-    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, "--data.train_repeat", "1",
-                     "--trainer.check_val_every_n_epoch", "2", "--trainer.num_sanity_val_steps", "0",
-                     "--trainer.max_epochs", "3"))
+    cli = main(
+        _args(
+            tmp_path,
+            "quickstart.yaml",
+            sample_root,
+            "--data.train_repeat",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "2",
+            "--trainer.num_sanity_val_steps",
+            "0",
+            "--trainer.max_epochs",
+            "3",
+        )
+    )
     assert cli.trainer.global_step == 6  # 4 train pairs, batch 2, 3 epochs
     last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert last["global_step"] == 6 and last["epoch"] == 2
@@ -131,7 +200,7 @@ def test_missing_data_root_is_a_clear_error(tmp_path):
     from isp.data import MissingDataError
 
     with pytest.raises(MissingDataError, match="data.root"):
-        main(_args(tmp_path, "pairs.yaml", tmp_path / "nowhere", "--trainer.fast_dev_run", "true"))
+        main(_args(tmp_path, "pairs", tmp_path / "nowhere", "--trainer.fast_dev_run", "true"))
 
 
 def _csv_metrics(log_dir):
@@ -144,19 +213,49 @@ def _csv_metrics(log_dir):
 def test_ddp_two_cpu_processes_match_single_process(tmp_path, sample_root):
     """Test metrics (including the ISO buckets) of DDP on 2 CPU processes equal a single process."""
     one = ["--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.strategy", "auto"]
-    train = main(_args(tmp_path, "ddp.yaml", sample_root, *one, "--trainer.max_steps", "2",
-                       "--trainer.max_epochs", "1", "--trainer.check_val_every_n_epoch", "1",
-                       "--data.train_repeat", "1"))
+    train = main(
+        _args(
+            tmp_path,
+            "ddp",
+            sample_root,
+            *one,
+            "--trainer.max_steps",
+            "2",
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.check_val_every_n_epoch",
+            "1",
+            "--data.train_repeat",
+            "1",
+        )
+    )
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     assert ckpt.is_file() and train.trainer.global_step == 2
-    single = main(_args(tmp_path, "ddp.yaml", sample_root, *one, "--ckpt_path", str(ckpt), subcommand="test"))
+    single = main(_args(tmp_path, "ddp", sample_root, *one, "--ckpt_path", str(ckpt), subcommand="test"))
     expected = {k: float(v) for k, v in single.trainer.callback_metrics.items()}
     ddp_logs = tmp_path / "ddp_logs"
-    cmd = [sys.executable, str(REPO / "train.py"),
-           *_args(tmp_path, "ddp.yaml", sample_root, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-                  "--trainer.strategy", "ddp", "--ckpt_path", str(ckpt),
-                  "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-                  "--trainer.logger.init_args.save_dir", str(ddp_logs), subcommand="test")]
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        *_args(
+            tmp_path,
+            "ddp",
+            sample_root,
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--ckpt_path",
+            str(ckpt),
+            "--trainer.logger",
+            "lightning.pytorch.loggers.CSVLogger",
+            "--trainer.logger.init_args.save_dir",
+            str(ddp_logs),
+            subcommand="test",
+        ),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -177,16 +276,46 @@ def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
     for i in range(2):
         Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     args = [
-        "fit", "--config", str(CONFIGS / "production.yaml"),
-        "--data.scenes.init_args.images", f"[{photos}]", "--data.scenes.init_args.raws", "[]",
-        "--data.num_workers", "0", "--data.crop_size", "16", "--data.eval_crop_size", "16",
-        "--data.batch_size", "2", "--data.eval_size", "2", *TINY,
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-        "--checkpoint.dirpath", str(tmp_path / "ckpt"),
-        "--trainer.fast_dev_run", "true", "--trainer.accelerator", "cpu",
+        "fit",
+        "--config",
+        str(CONFIGS / "production.yaml"),
+        "--data.scenes.init_args.images",
+        f"[{photos}]",
+        "--data.scenes.init_args.raws",
+        "[]",
+        "--data.num_workers",
+        "0",
+        "--data.crop_size",
+        "16",
+        "--data.eval_crop_size",
+        "16",
+        "--data.batch_size",
+        "2",
+        "--data.eval_size",
+        "2",
+        *TINY,
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+        "--checkpoint.dirpath",
+        str(tmp_path / "ckpt"),
+        "--trainer.fast_dev_run",
+        "true",
+        "--trainer.accelerator",
+        "cpu",
     ]
     cli = main(args)
     assert cli.trainer.global_step == 1
     assert torch.isfinite(cli.trainer.callback_metrics["val/raw_psnr"])
     assert cli.model.net.noise_map and cli.model.net.side_channels == (7, 5, 8)
     assert len(cli.datamodule.scenes.images) == 2
+
+
+def test_every_config_file_is_used_and_documents_its_command():
+    used = {f for files in COMPOSED.values() for f in files}
+    used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml"}
+    used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
+    on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
+    assert on_disk == used
+    for name, files in COMPOSED.items():  # the last file's header gives the composed command
+        header = (CONFIGS / files[-1]).read_text()
+        assert all(f"configs/{f}" in header for f in files[1:]), name

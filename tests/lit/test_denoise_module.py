@@ -1,5 +1,5 @@
 """isp.lit.DenoiseModule with a real Trainer: metrics against numpy, ISO buckets, previews,
-predict_step, optimisers, a short training run."""
+predict_step (whole files), optimisers, a short training run."""
 
 import copy
 import glob
@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from isp.lit import DenoiseModule, denoise_loss, iso_bucket_index, iso_bucket_names, side_by_side
 from isp.models import UNet
-from isp.render import raw_to_srgb
+from isp.models.render import raw_to_srgb
 
 ISOS = [100.0, 800.0, 1600.0, 3200.0, 25600.0, 0.0, 400.0, 12800.0]
 
@@ -31,15 +31,19 @@ class TinyPairs(Dataset):
             iso = ISOS[i % len(ISOS)]
             sigma = 0.05 + 0.1 * np.log2(max(iso, 100) / 100) / 8
             noisy = clean + sigma * torch.randn(clean.shape, generator=g)
-            self.items.append({
-                "image": noisy.float(), "target": clean.float(),
-                "row": torch.randn(5, size, generator=g) * 0.1,
-                "col": torch.randn(5, size, generator=g) * 0.1,
-                "scalar": torch.tensor([np.log2(max(iso, 100) / 100), -5, 0, float(iso > 0), 1]).float(),
-                "wb": torch.tensor([2.0, 1.0, 1.5]),
-                "cam_to_srgb": torch.tensor([[1.6, -0.4, -0.2], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]]),
-                "iso": torch.tensor(iso), "path": f"img{i}.dng",
-            })
+            self.items.append(
+                {
+                    "image": noisy.float(),
+                    "target": clean.float(),
+                    "row": torch.randn(5, size, generator=g) * 0.1,
+                    "col": torch.randn(5, size, generator=g) * 0.1,
+                    "scalar": torch.tensor([np.log2(max(iso, 100) / 100), -5, 0, float(iso > 0), 1]).float(),
+                    "wb": torch.tensor([2.0, 1.0, 1.5]),
+                    "cam_to_srgb": torch.tensor([[1.6, -0.4, -0.2], [-0.2, 1.4, -0.2], [0.0, -0.5, 1.5]]),
+                    "iso": torch.tensor(iso),
+                    "path": f"img{i}.dng",
+                }
+            )
 
     def __len__(self):
         return len(self.items)
@@ -54,8 +58,15 @@ def _psnr(a, b):
 
 
 def _trainer(tmp_path, **kw):
-    args = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-            "enable_progress_bar": False, "enable_model_summary": False, "default_root_dir": tmp_path}
+    args = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": tmp_path,
+    }
     args.update(kw)
     return Trainer(**args)
 
@@ -89,8 +100,13 @@ def test_iso_buckets_at_test_time(tmp_path):
     b = _stack(ds)
     psnr = _psnr(b["image"].numpy(), b["target"].numpy())
     iso = b["iso"].numpy()
-    groups = {"iso_le400": (iso > 0) & (iso <= 400), "iso_le1600": (iso > 400) & (iso <= 1600),
-              "iso_le6400": (iso > 1600) & (iso <= 6400), "iso_gt6400": iso > 6400, "iso_unknown": iso == 0}
+    groups = {
+        "iso_le400": (iso > 0) & (iso <= 400),
+        "iso_le1600": (iso > 400) & (iso <= 1600),
+        "iso_le6400": (iso > 1600) & (iso <= 6400),
+        "iso_gt6400": iso > 6400,
+        "iso_unknown": iso == 0,
+    }
     for name, mask in groups.items():
         assert res[f"test/{name}/count"] == mask.sum()
         assert res[f"test/{name}/raw_psnr"] == pytest.approx(psnr[mask].mean(), abs=1e-3)
@@ -114,11 +130,13 @@ def test_short_training_run_improves_and_logs_previews(tmp_path):
     train, val = TinyPairs(n=16, size=16, seed=1), TinyPairs(n=4, size=16, seed=2)
     module = DenoiseModule(
         UNet(base_width=8, depth=2, conditioning="film"),
-        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), num_previews=2,
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+        num_previews=2,
     )
     logger = TensorBoardLogger(tmp_path, name="tb")
-    trainer = _trainer(tmp_path, max_epochs=40, logger=logger, log_every_n_steps=1,
-                       check_val_every_n_epoch=20)
+    trainer = _trainer(
+        tmp_path, max_epochs=40, logger=logger, log_every_n_steps=1, check_val_every_n_epoch=20
+    )
     before = _trainer(tmp_path).validate(copy.deepcopy(module), DataLoader(val, batch_size=4))[0]
     trainer.fit(module, DataLoader(train, batch_size=8, shuffle=True), DataLoader(val, batch_size=4))
     after = trainer.callback_metrics
@@ -148,22 +166,42 @@ def test_short_training_run_improves_and_logs_previews(tmp_path):
     module.eval()
     with torch.no_grad():
         pred = module.denoise(_stack(val, ("image", "row", "col", "scalar")))
-    strip = side_by_side(*(raw_to_srgb(t[:1], b["wb"][:1], b["cam_to_srgb"][:1])[0]
-                           for t in (b["image"], pred, b["target"])))
+    strip = side_by_side(
+        *(raw_to_srgb(t[:1], b["wb"][:1], b["cam_to_srgb"][:1])[0] for t in (b["image"], pred, b["target"]))
+    )
     np.testing.assert_allclose(img / 255.0, strip.permute(1, 2, 0).numpy(), atol=2 / 255)
 
 
-def test_predict_step_returns_denoised_planes(tmp_path):
+def test_predict_step_denoises_whole_files_as_predict_does(sample_root):
+    from isp.predict import denoise_file
+
     torch.manual_seed(0)
-    net = UNet(base_width=4, depth=1, conditioning="film")
+    net = UNet(base_width=4, depth=1, conditioning="film").eval()
     torch.nn.init.normal_(net.head.weight, std=0.1)
-    module = DenoiseModule(net)
-    ds = TinyPairs(n=3)
-    out = _trainer(tmp_path).predict(module, DataLoader(ds, batch_size=2))
-    assert [o.shape for o in out] == [(2, 4, 24, 24), (1, 4, 24, 24)]
-    b = _stack(ds, ("image", "row", "col", "scalar"))
-    with torch.no_grad():
-        torch.testing.assert_close(torch.cat(out), net(b["image"], b["row"], b["col"], b["scalar"]))
+    paths = [str(p) for p in sorted((sample_root / "test" / "noisy").glob("*.dng"))]
+    out = DenoiseModule(net).predict_step({"path": paths, "scalar": torch.zeros(len(paths), 5)}, 0)
+    assert len(out) == len(paths)
+    for path, (frame, mosaic) in zip(paths, out, strict=True):
+        assert frame.path == path and mosaic.shape == frame.mosaic.shape
+        np.testing.assert_array_equal(mosaic, denoise_file(net, path)[1])
+    with pytest.raises(ValueError, match="path"):
+        DenoiseModule(net).predict_step({"image": torch.zeros(1, 4, 8, 8)}, 0)
+
+
+def test_hparams_leave_out_the_module_and_a_checkpoint_loads_back(tmp_path):
+    net = UNet(base_width=4, depth=1, conditioning="film")
+    module = DenoiseModule(net, loss="l2", optimizer=lambda p: torch.optim.SGD(p, lr=0.1), num_previews=0)
+    assert "net" not in module.hparams and "optimizer" not in module.hparams
+    assert module.hparams["loss"] == "l2"
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, DataLoader(TinyPairs(n=2), batch_size=2))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = DenoiseModule.load_from_checkpoint(
+        tmp_path / "m.ckpt", net=UNet(base_width=4, depth=1, conditioning="film")
+    )
+    assert loaded.loss == "l2"
+    for key, value in module.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
 
 
 def test_optimizer_and_scheduler_from_callables():

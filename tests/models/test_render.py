@@ -1,10 +1,10 @@
-"""isp.render against an independent numpy reference (per-pixel bilinear demosaic)."""
+"""isp.models.render against an independent numpy reference (per-pixel bilinear demosaic)."""
 
 import numpy as np
 import pytest
 import torch
 
-from isp.render import RawToSrgb, raw_to_srgb
+from isp.models.render import RawToSrgb, raw_to_srgb
 
 
 def _reference(planes, wb, m):
@@ -29,8 +29,12 @@ def _reference(planes, wb, m):
         def s(i, j):
             return samples[min(max(i, 0), h - 1), min(max(j, 0), w - 1)]
 
-        return ((1 - ty) * (1 - tx) * s(y0, x0) + (1 - ty) * tx * s(y0, x0 + 1)
-                + ty * (1 - tx) * s(y0 + 1, x0) + ty * tx * s(y0 + 1, x0 + 1))
+        return (
+            (1 - ty) * (1 - tx) * s(y0, x0)
+            + (1 - ty) * tx * s(y0, x0 + 1)
+            + ty * (1 - tx) * s(y0 + 1, x0)
+            + ty * tx * s(y0 + 1, x0 + 1)
+        )
 
     def refl(i, n):
         return -i if i < 0 else (2 * (n - 1) - i if i >= n else i)
@@ -43,8 +47,12 @@ def _reference(planes, wb, m):
             if (y + x) % 2 == 1:  # green site
                 rgb[1, y, x] = mos[y, x]
             else:
-                rgb[1, y, x] = 0.25 * (mos[refl(y - 1, H), x] + mos[refl(y + 1, H), x]
-                                       + mos[y, refl(x - 1, W)] + mos[y, refl(x + 1, W)])
+                rgb[1, y, x] = 0.25 * (
+                    mos[refl(y - 1, H), x]
+                    + mos[refl(y + 1, H), x]
+                    + mos[y, refl(x - 1, W)]
+                    + mos[y, refl(x + 1, W)]
+                )
     lin = np.clip(np.einsum("ck,khw->chw", m, rgb), 0, 1)
     return np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
 

@@ -125,9 +125,10 @@ def test_film_formula():
     x, row, col, sc = torch.rand(2, 3, 6, 7), torch.rand(2, 2, 6), torch.rand(2, 1, 7), torch.rand(2, 4)
     z = torch.cat([row.mean(-1), col.mean(-1), sc], 1)
     gamma, beta = (z @ conv.film.weight.T + conv.film.bias).split(5, 1)
-    ref = F.conv2d(x, conv.conv.weight, conv.conv.bias, padding=1) * (1 + gamma[..., None, None]) + beta[
-        ..., None, None
-    ]
+    ref = (
+        F.conv2d(x, conv.conv.weight, conv.conv.bias, padding=1) * (1 + gamma[..., None, None])
+        + beta[..., None, None]
+    )
     torch.testing.assert_close(conv(x, row, col, sc), ref)
     # a missing input reads as zeros
     torch.testing.assert_close(conv(x, row, None, sc), conv(x, row, torch.zeros_like(col), sc))
@@ -220,3 +221,38 @@ def test_noise_map_needs_the_noise_scalars():
     net = UNet(row_channels=7, scalar_channels=8, base_width=4, depth=1, noise_map=True)
     with pytest.raises(ValueError, match="scalar"):
         net(torch.rand(1, 4, 8, 8), torch.rand(1, 7, 8), torch.rand(1, 5, 8), None)
+
+
+@pytest.mark.parametrize("conditioning", ["msconv", "tile_concat", "film", "none"])
+def test_a_missing_side_input_is_read_as_zeros(conditioning):
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2, conditioning=conditioning).eval()
+    image, scalar = torch.rand(2, 4, 12, 10), torch.rand(2, 5)
+    with torch.no_grad():
+        got = net(image, None, None, scalar)
+        want = net(image, torch.zeros(2, 5, 12), torch.zeros(2, 5, 10), scalar)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(
+            net(image), net(image, *(torch.zeros(2, c, n) for c, n in ((5, 12), (5, 10))), torch.zeros(2, 5))
+        )
+
+
+def test_closed_sets_of_strings_are_literal_types():
+    import inspect
+    import typing
+
+    from isp.lit import DenoiseModule
+    from isp.models import ConditionedConv2d
+
+    for cls, name in (
+        (UNet, "conditioning"),
+        (UNet, "padding_mode"),
+        (ConditionedConv2d, "padding_mode"),
+        (DenoiseModule, "loss"),
+        (DenoiseModule, "scheduler_interval"),
+    ):
+        hint = typing.get_type_hints(cls.__init__)[name]
+        assert typing.get_origin(hint) is typing.Literal, (cls, name, hint)
+        assert inspect.signature(cls).parameters[name].default in typing.get_args(hint)
+    with pytest.raises(ValueError, match="padding_mode"):
+        ConditionedConv2d((4, 0, 0, 0), 4, conditioning="none", padding_mode="mirror")

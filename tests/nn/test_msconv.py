@@ -328,8 +328,9 @@ def test_gradcheck_compact_subsets(ch, bias, mode, dilation):
     # the compact path is one hand-written autograd node: check its backward (and, since it is
     # built from differentiable ops, its double backward) for every combination of sources
     torch.manual_seed(0)
-    m = MSConv2d(ch, 3, 3, padding=dilation, dilation=dilation, bias=bias, padding_mode=mode,
-                 dtype=torch.float64)
+    m = MSConv2d(
+        ch, 3, 3, padding=dilation, dilation=dilation, bias=bias, padding_mode=mode, dtype=torch.float64
+    )
     xs = [None if x is None else x.requires_grad_() for x in sources(ch, 2, 6, 7)]
     params = (m.weight, m.row_weight, m.col_weight, m.scalar_weight, m.bias)
     live = [i for i, x in enumerate((*xs, *params)) if x is not None]
@@ -338,8 +339,9 @@ def test_gradcheck_compact_subsets(ch, bias, mode, dilation):
         full = [None] * 9
         for i, a in zip(live, args, strict=True):
             full[i] = a
-        return ms_conv2d(*full[:4], *full[4:], padding=dilation, dilation=dilation, padding_mode=mode,
-                         size=(6, 7))
+        return ms_conv2d(
+            *full[:4], *full[4:], padding=dilation, dilation=dilation, padding_mode=mode, size=(6, 7)
+        )
 
     inputs = tuple(x for x in (*xs, *params) if x is not None)
     assert torch.autograd.gradcheck(f, inputs)
@@ -451,8 +453,11 @@ def test_torch_compile(side_kernels):
     out, ref = compiled(*xs), m(*xs)
     assert torch.allclose(out, ref, atol=1e-5)
     g = torch.randn_like(ref)
-    for a, b in zip(torch.autograd.grad(out, [*xs, *m.parameters()], g),
-                    torch.autograd.grad(ref, [*xs, *m.parameters()], g), strict=True):
+    for a, b in zip(
+        torch.autograd.grad(out, [*xs, *m.parameters()], g),
+        torch.autograd.grad(ref, [*xs, *m.parameters()], g),
+        strict=True,
+    ):
         assert torch.allclose(a, b, atol=1e-4)
 
 
@@ -508,8 +513,12 @@ def test_initialisation_matches_the_tile_concat_scale():
 @pytest.mark.parametrize("name", ["row", "col", "scalar"])
 def test_a_source_on_another_device_than_the_image_is_refused(name):
     conv = MSConv2d((4, 2, 2, 1), 8, 3, padding=1)
-    src = {"image": torch.randn(1, 4, 6, 7), "row": torch.randn(1, 2, 6), "col": torch.randn(1, 2, 7),
-           "scalar": torch.randn(1, 1)}
+    src = {
+        "image": torch.randn(1, 4, 6, 7),
+        "row": torch.randn(1, 2, 6),
+        "col": torch.randn(1, 2, 7),
+        "scalar": torch.randn(1, 1),
+    }
     src[name] = src[name].to("meta")  # another device that every machine has
     with pytest.raises(ValueError, match=rf"Expected `{name}` on the device of `image` \(cpu\)\. Got meta\."):
         conv(**src)
@@ -525,8 +534,12 @@ def test_inputs_on_another_device_than_the_weights_are_refused():
 @pytest.mark.parametrize("name", ["row", "col", "scalar"])
 def test_a_source_of_another_dtype_is_a_type_error_naming_it(name):
     conv = MSConv2d((4, 2, 2, 1), 8, 3, padding=1)
-    src = {"image": torch.randn(1, 4, 6, 7), "row": torch.randn(1, 2, 6), "col": torch.randn(1, 2, 7),
-           "scalar": torch.randn(1, 1)}
+    src = {
+        "image": torch.randn(1, 4, 6, 7),
+        "row": torch.randn(1, 2, 6),
+        "col": torch.randn(1, 2, 7),
+        "scalar": torch.randn(1, 1),
+    }
     src[name] = src[name].double()
     with pytest.raises(TypeError, match=rf"Expected `{name}` of dtype torch.float32, the dtype of `image`"):
         conv(**src)

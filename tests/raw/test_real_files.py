@@ -28,8 +28,11 @@ NON_BAYER = ("kodak_c330_YRGB_nonCFA.raw", "canon_eos_6d_linear_lossy_nonCFA.dng
 def bayer_files() -> list[Path]:
     if not SHARED.is_dir():
         return []
-    return sorted(p for p in SHARED.iterdir() if p.is_file() and p.suffix.lower() not in (".md", ".tsv")
-                  and p.name not in NON_BAYER)
+    return sorted(
+        p
+        for p in SHARED.iterdir()
+        if p.is_file() and p.suffix.lower() not in (".md", ".tsv") and p.name not in NON_BAYER
+    )
 
 
 def reject_files() -> list[Path]:
@@ -132,8 +135,13 @@ def _fuzz(cases, tmp_path):
         mutate(SHARED / name, dst, kind, pos, value)
         label = f"{name} {kind} at {pos} (^{value})"
         try:
-            run = subprocess.run([sys.executable, "-c", CHILD, str(dst), str(ROOT)], capture_output=True,
-                                 text=True, timeout=60, env=env)
+            run = subprocess.run(
+                [sys.executable, "-c", CHILD, str(dst), str(ROOT)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"{label}: read() hung for 60 s")
         assert run.returncode == 0, f"{label}: the reader crashed ({run.returncode}): {run.stderr[-800:]}"
@@ -169,8 +177,15 @@ def test_a_camera_auto_white_balance_is_dcraws_auto_white_balance(recwarn):
     path = SHARED / "canon_eos_d30_CRW.CRW"
     with rawpy.imread(str(path)) as raw:
         assert raw.camera_whitebalance[0] == -1
-    kw = {"output_color": rawpy.ColorSpace.raw, "gamma": (1, 1), "no_auto_bright": True, "output_bps": 16,
-          "half_size": True, "user_flip": 0, "highlight_mode": rawpy.HighlightMode.Ignore}
+    kw = {
+        "output_color": rawpy.ColorSpace.raw,
+        "gamma": (1, 1),
+        "no_auto_bright": True,
+        "output_bps": 16,
+        "half_size": True,
+        "user_flip": 0,
+        "highlight_mode": rawpy.HighlightMode.Ignore,
+    }
     renders = []
     for wb in ({"use_camera_wb": True}, {"user_wb": [1, 1, 1, 1]}):
         with rawpy.imread(str(path)) as raw:
