@@ -263,9 +263,13 @@ class RawDataModule(L.LightningDataModule):
             crop = self.crop_size or 64
             self.datasets = {
                 split: SceneDataset(
-                    self.scenes, self.camera, crop_size=crop if split == "train" else (self.eval_crop_size or crop),
+                    self.scenes,
+                    self.camera,
+                    crop_size=crop if split == "train" else (self.eval_crop_size or crop),
                     length=self.epoch_size if split == "train" else self.eval_size,
-                    train=split == "train", seed=self.seed + i, vector_scale=self.vector_scale,
+                    train=split == "train",
+                    seed=self.seed + i,
+                    vector_scale=self.vector_scale,
                     reference_noise=self.reference_noise,
                     reference_a=self.reference_a,
                     reference_b=self.reference_b,

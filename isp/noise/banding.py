@@ -101,7 +101,8 @@ def row_banding(
         var = None if ob_variance is None else np.asarray(ob_variance, dtype=np.float64)
         if var is None or var.shape not in ((), (2, h)) or not (np.isfinite(var).all() and (var > 0).all()):
             raise ValueError(
-                f"Expected a positive `ob_variance` (a number or (2, {h})) with `ob_offsets`. Got {ob_variance!r}."
+                f"Expected a positive `ob_variance` (a number or (2, {h})) with `ob_offsets`. "
+                f"Got {ob_variance!r}."
             )
     out = np.zeros((2, h), dtype=np.float32)
     if h < 8:

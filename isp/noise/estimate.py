@@ -102,7 +102,6 @@ def ob_read_variance(masked: list[np.ndarray | None], floor: float | None = None
     centred = block - np.median(block, axis=1, keepdims=True)
     scale = 1.4826 * float(np.median(np.abs(centred))) or float(np.std(centred)) or 1e-12
     centred = np.clip(centred, -6 * scale, 6 * scale)
-    m = block.shape[1]
     if floor is not None and np.mean(clipped(block, floor)) > 1e-3:
         # clipped at 0 DN (a low black level at high ISO): a censored-normal fit per row
         var = censored_rows(block, floor).sigma ** 2

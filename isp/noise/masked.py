@@ -101,7 +101,11 @@ def censored_rows(block: np.ndarray, floor: float, *, iterations: int = 60) -> C
         e1 = np.where(cens, o[:, None] - sigma * lam, x)  # E[x | x <= floor] for clipped pixels
         centre = float(np.median(o))
         o_new = (e1.sum(axis=1) + r * centre) / (m + r)
-        dev2 = np.where(cens, sigma**2 * (1.0 - z * lam - lam * lam) + (e1 - o_new[:, None]) ** 2, (x - o_new[:, None]) ** 2)
+        dev2 = np.where(
+            cens,
+            sigma**2 * (1.0 - z * lam - lam * lam) + (e1 - o_new[:, None]) ** 2,
+            (x - o_new[:, None]) ** 2,
+        )
         sigma_new = float(np.sqrt(dev2[for_sigma].mean() * m / (m - 1)))
         done = np.max(np.abs(o_new - o)) < 1e-4 * sigma and abs(sigma_new - sigma) < 1e-5 * sigma
         o, sigma = o_new, max(sigma_new, 1e-12)
