@@ -3,8 +3,10 @@
 The default model is the production recipe's network::
 
     python train.py fit --config configs/production.yaml
-    python scripts/export_default_model.py runs/production/checkpoints/last.ckpt \
-        --config configs/production.yaml --devset ../shared/devset
+    python train.py fit --config configs/production.yaml --config configs/production_finetune.yaml
+    python scripts/export_default_model.py runs/production_ft/checkpoints/last.ckpt \
+        --config configs/production.yaml --config configs/production_finetune.yaml \
+        --init-steps 9000 --devset ../shared/devset
 
 The checkpoint is read with ``torch.load(weights_only=True)`` (:func:`isp.weights.load_model`), the
 network validated through ``predict.py``'s own path (read, model inputs, tiles, unpack) on the
@@ -155,10 +157,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("ckpt", type=Path, help="a train.py checkpoint (.ckpt)")
     p.add_argument("--root", default="data/sample", help="sample set to validate on (generated if missing)")
     p.add_argument("--out", type=Path, default=ROOT / "isp" / "weights")
-    p.add_argument("--config", default="configs/production.yaml", help="the recipe the checkpoint came from")
+    p.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="the recipe the checkpoint came from (repeat for a composed recipe, e.g. a fine-tune stage)",
+    )
+    p.add_argument(
+        "--init-steps", type=int, default=0, help="steps of the run the checkpoint was initialised from"
+    )
     p.add_argument("--devset", type=Path, default=None, help="score on this devset folder (../shared/devset)")
     p.add_argument("--wall", default=None, help="training wall time and hardware, for the model card")
     args = p.parse_args(argv)
+    args.config = args.config or ["configs/production.yaml"]
 
     from isp.predict import inputs_version
 
@@ -177,15 +188,19 @@ def main(argv: list[str] | None = None) -> dict:
         "vector_scale": float(loaded.data.get("vector_scale", 1024.0)),
         "inputs_version": loaded.data["inputs_version"],
     }
+    flags = " ".join(f"--config {c}" for c in args.config)
+    stages = [f"python train.py fit --config {c}" for c in args.config[:1]]
+    if len(args.config) > 1:
+        stages.append(f"python train.py fit {flags}")
     config = {
         "model": loaded.model,
         "data": data,
         "training": {
-            "command": f"python train.py fit --config {args.config}; then python "
-            f"scripts/export_default_model.py {args.ckpt} --config {args.config}",
-            "config": args.config,
+            "command": "; ".join(stages)
+            + f"; then python scripts/export_default_model.py {args.ckpt} {flags}",
+            "config": args.config if len(args.config) > 1 else args.config[0],
             "epochs": _epochs_trained(ckpt),
-            "steps": ckpt.get("global_step"),
+            "steps": (ckpt.get("global_step") or 0) + args.init_steps,
             "wall_time_and_hardware": args.wall,
             "torch": torch.__version__,
             "lightning": L.__version__,
@@ -194,7 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": count_parameters(loaded.net),
         "size_bytes": weights.stat().st_size,
     }
-    config.update(_card(ROOT / args.config))
+    config.update(_card(ROOT / args.config[0]))
     card = args.out / "default.json"
     card.write_text(json.dumps(config, indent=2) + "\n")
     if args.devset is not None:
