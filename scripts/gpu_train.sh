@@ -119,8 +119,8 @@ if ((LEFT < 45)); then
 fi
 echo "validate: $OUT/last.ckpt (${LEFT} s left)" | tee -a "$LOG"
 VAL_ARGS=("${CONFIGS[@]}" "${ARGS[@]}" --checkpoint.dirpath "$DIR/checkpoints" "$@")
-timeout $((LEFT - 10)) "$PYTHON" - "$OUT" "$FIT_S" "${VAL_ARGS[@]}" <<'EOF' 2>&1 | tee -a "$LOG" ||
-  echo "validate: failed or out of time; last.ckpt is in $OUT all the same" | tee -a "$LOG"
+set +e  # a failed or late validation still lists what is in $OUT
+timeout $((LEFT - 10)) "$PYTHON" - "$OUT" "$FIT_S" "${VAL_ARGS[@]}" <<'EOF' 2>&1 | tee -a "$LOG"
 import json, sys, time
 from pathlib import Path
 
@@ -156,5 +156,8 @@ print(f"FINAL val/raw_psnr {metrics.get('val/raw_psnr', float('nan')):.3f} dB "
       f"(noisy input {metrics.get('val/input_raw_psnr', float('nan')):.3f} dB), "
       f"val/srgb_psnr {metrics.get('val/srgb_psnr', float('nan')):.3f} dB, {steps} steps")
 EOF
+VAL_RC=${PIPESTATUS[0]}
+set -e
+((VAL_RC == 0)) || echo "validate: failed or out of time (exit $VAL_RC); last.ckpt is in $OUT" | tee -a "$LOG"
 echo "done in $((SECONDS - START)) s; $OUT:" | tee -a "$LOG"
 ls -la "$OUT" | tee -a "$LOG"
