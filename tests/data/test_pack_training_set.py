@@ -132,3 +132,18 @@ def test_the_pack_is_deterministic(packed, tmp_path):
 def test_a_missing_content_folder_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="photographs folder .*nowhere.* is missing"):
         _script().main(["--content", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])
+
+
+def test_the_gpu_config_reads_the_pack_at_the_packers_scale():
+    import inspect
+
+    import yaml
+
+    def scenes(name):
+        return yaml.safe_load((ROOT / "configs" / name).read_text())["data"]["scenes"]["init_args"]
+
+    gpu, cpu = scenes("production_gpu.yaml"), scenes("production.yaml")
+    assert gpu["images"] == ["data/packed/photos"] and gpu["raws"] == ["data/packed/raws"]
+    assert gpu["exclude"] == cpu["exclude"] and gpu["weights"] == cpu["weights"]
+    scale = inspect.signature(_script().pack).parameters["scale"].default
+    assert gpu["downscale"] == pytest.approx([1.0, 2.0 / scale])  # the sources' 1-2x, as in production
