@@ -6,7 +6,10 @@ Three kinds of clean scene, mixed by weight (:class:`SceneMix`):
   camera raw (:mod:`isp.data.unprocess`, Brooks et al. 2019) with a random camera pipeline, each
   crop downscaled by a random factor of 1-2 (sharper pixels, fewer compression artefacts);
 - clean raws (``raws``: raw files or folders), decoded once and decimated 2x per colour plane
-  (the mean of 2x2 same-colour pixels: four times fewer photons' worth of noise, close to clean);
+  (the mean of 2x2 same-colour pixels: four times fewer photons' worth of noise, close to clean;
+  :func:`decimated_mosaic`); a ``.npy`` file among them is such a mosaic already decimated (2-d,
+  RGGB at (0, 0), white-normalised, any float dtype; written by ``scripts/pack_training_set.py``
+  for a compact copy of the raws) and is used as it is;
 - dead leaves (:func:`isp.data.synth.dead_leaves`), edges and gratings no photo set guarantees.
 
 Every item: a clean RGGB camera mosaic of ``context`` times the crop (+2 pixels) at a random CFA phase,
@@ -34,9 +37,18 @@ from isp.data.unprocess import random_pipeline, unprocess
 from isp.noise.camera import CameraNoise, synthesize_sensor
 from isp.raw import RAW_EXTENSIONS, RawMetadata, frame_from_sensor, pack
 
-__all__ = ["IMAGE_EXTENSIONS", "SceneDataset", "SceneMix", "find_files"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MOSAIC_EXTENSIONS",
+    "SceneDataset",
+    "SceneMix",
+    "decimated_mosaic",
+    "find_files",
+    "load_mosaic",
+]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+MOSAIC_EXTENSIONS = (".npy",)  # decimated clean RGGB mosaics (see `load_mosaic`)
 _PHASES = {(0, 0): "RGGB", (0, 1): "GRBG", (1, 0): "GBRG", (1, 1): "BGGR"}
 
 
@@ -62,12 +74,51 @@ def find_files(
     return sorted(set(out))
 
 
+def decimated_mosaic(path: str | os.PathLike) -> np.ndarray:
+    """The clean RGGB mosaic ``(H, W)`` of a raw file, decimated 2x per colour plane.
+
+    Each packed plane ``(4, h, w)`` of :func:`isp.raw.pack` is averaged over 2x2 blocks and the
+    planes are interleaved again at RGGB: ``(2 * (h // 2), 2 * (w // 2))`` float32, clipped at 0.
+
+    Raises:
+        isp.raw.RawError, ValueError, OSError: the file cannot be read as a Bayer raw.
+    """
+    from isp.raw import read
+
+    planes, _ = pack(read(path))
+    c, h, w = planes.shape
+    p = planes[:, : h // 2 * 2, : w // 2 * 2].reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    mosaic = np.empty((2 * p.shape[1], 2 * p.shape[2]), np.float32)
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = p
+    return np.clip(mosaic, 0.0, None)
+
+
+def load_mosaic(path: str | os.PathLike) -> np.ndarray:
+    """A stored :func:`decimated_mosaic` (``.npy``, 2-d, even sides, float) as float32 ``(H, W)``.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "scene.npy"
+        >>> np.save(f, np.full((4, 6), 0.25, np.float16))
+        >>> load_mosaic(f).dtype, load_mosaic(f).shape
+        (dtype('float32'), (4, 6))
+    """
+    m = np.load(path, allow_pickle=False)
+    if m.ndim != 2 or m.shape[0] % 2 or m.shape[1] % 2 or not np.issubdtype(m.dtype, np.floating):
+        raise ValueError(
+            f"Expected {str(path)!r} to hold a 2-d float RGGB mosaic with even sides. "
+            f"Got shape {m.shape} and dtype {m.dtype}."
+        )
+    return np.clip(m.astype(np.float32), 0.0, None)
+
+
 class SceneMix:
     """Where the clean scenes come from and in which proportion.
 
     Args:
         images: folders or files of photographs (sRGB).
-        raws: folders or files of clean camera raws (decimated 2x per plane).
+        raws: folders or files of clean camera raws (decimated 2x per plane), or of ``.npy``
+            mosaics already decimated (:func:`load_mosaic`).
         exclude: substrings of file names to leave out (e.g. the development set's scenes).
         weights: ``(images, raws, dead_leaves)`` sampling weights (a kind without files is skipped).
         downscale: ``(low, high)`` downscale factor of photo crops.
@@ -83,7 +134,7 @@ class SceneMix:
     ) -> None:
         self.exclude = list(exclude or [])
         self.images = find_files(images or [], IMAGE_EXTENSIONS, self.exclude)
-        self.raws = find_files(raws or [], RAW_EXTENSIONS, self.exclude)
+        self.raws = find_files(raws or [], RAW_EXTENSIONS | set(MOSAIC_EXTENSIONS), self.exclude)
         w = np.array(weights, dtype=np.float64)
         if w.shape != (3,) or (w < 0).any():
             raise ValueError(f"Expected `weights` to be three non-negative numbers. Got {weights!r}.")
@@ -109,20 +160,17 @@ class SceneMix:
         return self._images[path]
 
     def _raw(self, path: str) -> np.ndarray | None:
-        """Decimated clean RGGB mosaic of a raw file (None when it cannot be read)."""
+        """Decimated clean RGGB mosaic of a raw file or ``.npy`` (None when a raw cannot be read)."""
         if path not in self._raws:
-            from isp.raw import RawError, read
+            from isp.raw import RawError
 
+            if path.lower().endswith(MOSAIC_EXTENSIONS):
+                self._raws[path] = load_mosaic(path)
+                return self._raws[path]
             try:
-                planes, _ = pack(read(path))
+                self._raws[path] = decimated_mosaic(path)
             except (RawError, ValueError, OSError):
                 self._raws[path] = None
-                return None
-            c, h, w = planes.shape
-            p = planes[:, : h // 2 * 2, : w // 2 * 2].reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
-            mosaic = np.empty((2 * p.shape[1], 2 * p.shape[2]), np.float32)
-            mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = p
-            self._raws[path] = np.clip(mosaic, 0.0, None)
         return self._raws[path]
 
     def draw(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, str, np.ndarray, np.ndarray]:

@@ -93,3 +93,42 @@ def test_targets_saturate_at_white_like_a_sensor():
     items = [ds[i] for i in range(8)]
     assert max(float(x["target"].max()) for x in items) <= 1.0
     assert any(float(x["target"].max()) == 1.0 for x in items)  # bright scenes do reach the clip
+
+
+def test_npy_mosaics_are_clean_raw_scenes_drawn_at_every_cfa_phase(tmp_path):
+    # one value per colour: R 0.1, G(top) 0.2, G(bottom) 0.3, B 0.4 at RGGB (0, 0)
+    mosaic = np.tile(np.array([[0.1, 0.2], [0.3, 0.4]], np.float16), (60, 80))
+    np.save(tmp_path / "scene.npy", mosaic)
+    mix = SceneMix(raws=[tmp_path], weights=(0, 1, 0))
+    assert [Path(f).name for f in mix.raws] == ["scene.npy"] and mix.weights.tolist() == [0, 1, 0]
+    first = {"RGGB": 0.1, "GRBG": 0.2, "GBRG": 0.3, "BGGR": 0.4}
+    seen = set()
+    for seed in range(16):
+        crop, cfa, _, _ = mix.draw(20, np.random.default_rng(seed))
+        assert crop.shape == (20, 20) and crop.dtype == np.float32
+        # the label names the colour at (0, 0), and the crop is the stored mosaic itself
+        assert crop[0, 0] == pytest.approx(first[cfa], abs=1e-3)
+        np.testing.assert_allclose(crop[:2, :2], crop[2:4, 2:4])
+        seen.add(cfa)
+    assert seen == set(first)
+
+
+def test_a_stored_decimated_mosaic_is_the_raw_files_decimation(tmp_path, raw_writer):
+    from isp.data.scenes import decimated_mosaic, load_mosaic
+
+    path = raw_writer(tmp_path / "clean.dng", iso=100, exposure=0.01, seed=0)
+    m = decimated_mosaic(path)
+    assert m.shape == (20, 28) and m.dtype == np.float32 and m.min() >= 0
+    # an independent reference: the mean of each 2x2 block of same-colour pixels of the visible area
+    from isp.raw import read
+
+    full = read(path).mosaic
+    np.testing.assert_allclose(m[0, 0], full[0:4:2, 0:4:2].mean(), rtol=1e-5)
+    np.testing.assert_allclose(m[1, 1], full[1:4:2, 1:4:2].mean(), rtol=1e-5)
+    np.save(tmp_path / "clean.npy", m.astype(np.float16))
+    np.testing.assert_allclose(load_mosaic(tmp_path / "clean.npy"), m, rtol=1e-3, atol=1e-6)
+    stored = str((tmp_path / "clean.npy").resolve())
+    np.testing.assert_allclose(SceneMix(raws=[stored])._raw(stored), load_mosaic(stored))
+    np.save(tmp_path / "odd.npy", np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="even sides"):
+        load_mosaic(tmp_path / "odd.npy")
