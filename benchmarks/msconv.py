@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,12 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from isp.nn import MSConv2d, TileConcatConv2d
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _quiet import quiet_stderr, quiet_warnings  # noqa: E402
+
+from isp.nn import MSConv2d, TileConcatConv2d  # noqa: E402
 
 # name, C1, C_out, size, (C2, C3, C4)
 GRID = [
@@ -79,7 +85,7 @@ def run_once(fn, backward: bool) -> tuple[float, float]:
 
 
 def peak_bytes(fn, backward: bool) -> int:
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         if backward:
             fn().sum().backward()
         else:
@@ -105,6 +111,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
+    quiet_warnings()
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = GRID[:2] if args.quick else GRID
