@@ -7,6 +7,7 @@ matmul.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -206,16 +207,25 @@ def check_weights(
         ``((kh, kw), C_out, (C1, C2, C3, C4))``. The kernel comes from the 4-d weights, else from
         ``kernel_size``, else from the compact row (``kh``) and column (``kw``) weights.
     """
-    named = {
-        "weight": weight,
-        "row_weight": row_weight,
-        "col_weight": col_weight,
-        "scalar_weight": scalar_weight,
-        "bias": bias,
-    }
-    for name, x in named.items():
+    shapes = []
+    for name, x in zip(WEIGHTS, (weight, row_weight, col_weight, scalar_weight, bias), strict=True):
         if x is not None and not isinstance(x, Tensor):
             raise TypeError(f"Expected `{name}` to be a torch.Tensor or None. Got {type(x).__name__}.")
+        shapes.append(None if x is None else tuple(x.shape))
+    if isinstance(kernel_size, list):
+        kernel_size = tuple(kernel_size)
+    return _weight_layout(tuple(shapes), groups, kernel_size)
+
+
+WEIGHTS = ("weight", "row_weight", "col_weight", "scalar_weight", "bias")
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_layout(
+    shapes: tuple[tuple[int, ...] | None, ...], groups: int, kernel_size: int | tuple[int, int] | None
+) -> tuple[tuple[int, int], int, tuple[int, int, int, int]]:
+    """:func:`check_weights` on the shapes alone (cached: the Python checks cost ~40 us a call)."""
+    named = dict(zip(WEIGHTS, shapes, strict=True))
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"Expected `groups` to be a positive int. Got {groups!r}.")
     present = [(n, x) for n, x in named.items() if x is not None and n != "bias"]
@@ -223,16 +233,17 @@ def check_weights(
         raise ValueError(
             "Expected at least one of `weight`, `row_weight`, `col_weight`, `scalar_weight`. Got none."
         )
-    c_out = present[0][1].shape[0] if present[0][1].dim() else 0
-    full = [(n, x) for n, x in present if x.dim() == 4]
+    c_out = present[0][1][0] if present[0][1] else 0
+    full = [x for _, x in present if len(x) == 4]
+    row, col = named["row_weight"], named["col_weight"]
     if full:
-        kernel = (int(full[0][1].shape[2]), int(full[0][1].shape[3]))
+        kernel = (full[0][2], full[0][3])
     elif kernel_size is not None:
         kernel = _pair(kernel_size, "kernel_size", 1)
     else:
         kernel = (
-            row_weight.shape[2] if row_weight is not None and row_weight.dim() == 3 else 1,
-            col_weight.shape[2] if col_weight is not None and col_weight.dim() == 3 else 1,
+            row[2] if row is not None and len(row) == 3 else 1,
+            col[2] if col is not None and len(col) == 3 else 1,
         )
     if kernel_size is not None and _pair(kernel_size, "kernel_size", 1) != kernel:
         raise ValueError(
@@ -242,28 +253,25 @@ def check_weights(
     compact = {"weight": None, "row_weight": (kh,), "col_weight": (kw,), "scalar_weight": ()}
     letters = {"weight": "C1 / groups", "row_weight": "C2", "col_weight": "C3", "scalar_weight": "C4"}
     channels = [0, 0, 0, 0]
-    for i, name in enumerate(("weight", "row_weight", "col_weight", "scalar_weight")):
+    for i, name in enumerate(WEIGHTS[:4]):
         x = named[name]
         if x is None:
             continue
-        shapes = [(c_out, letters[name], kh, kw)]
+        expected = [(c_out, letters[name], kh, kw)]
         if compact[name] is not None:
-            shapes.insert(0, (c_out, letters[name], *compact[name]))
-        ok = any(
-            x.dim() == len(s) and x.shape[0] == c_out and tuple(x.shape[2:]) == s[2:] and x.shape[1] > 0
-            for s in shapes
-        )
-        if not ok:
-            expected = " or ".join(str(s).replace("'", "") for s in shapes)
-            raise ValueError(f"Expected `{name}` of shape {expected}. Got {tuple(x.shape)}.")
-        channels[i] = x.shape[1] * (groups if name == "weight" else 1)
-    if groups > 1 and (weight is None or c_out % groups):
+            expected.insert(0, (c_out, letters[name], *compact[name]))
+        if not any(len(x) == len(e) and x[0] == c_out and x[2:] == e[2:] and x[1] > 0 for e in expected):
+            shown = " or ".join(str(e).replace("'", "") for e in expected)
+            raise ValueError(f"Expected `{name}` of shape {shown}. Got {x}.")
+        channels[i] = x[1] * (groups if name == "weight" else 1)
+    if groups > 1 and (named["weight"] is None or c_out % groups):
         raise ValueError(
             "Expected `groups` to divide C_out with an image weight. "
-            f"Got groups={groups}, C_out={c_out}, weight={None if weight is None else tuple(weight.shape)}."
+            f"Got groups={groups}, C_out={c_out}, weight={named['weight']}."
         )
-    if bias is not None and tuple(bias.shape) != (c_out,):
-        raise ValueError(f"Expected `bias` of shape (C_out,) = ({c_out},). Got {tuple(bias.shape)}.")
+    bias = named["bias"]
+    if bias is not None and bias != (c_out,):
+        raise ValueError(f"Expected `bias` of shape (C_out,) = ({c_out},). Got {bias}.")
     return kernel, c_out, tuple(channels)  # type: ignore[return-value]
 
 
@@ -303,13 +311,29 @@ def geometry(
     dilation: int | tuple[int, int],
     padding_mode: str,
 ) -> Geometry:
-    """Validate the convolution arguments for an input of ``size = (H, W)``."""
+    """Validate the convolution arguments for an input of ``size = (H, W)`` (cached)."""
+    args = tuple(tuple(a) if isinstance(a, list) else a for a in (size, kernel, stride, padding, dilation))
+    return _geometry_cached(*args, padding_mode)
+
+
+def _geometry(
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: int | tuple[int, int],
+    padding: str | int | tuple[int, int],
+    dilation: int | tuple[int, int],
+    padding_mode: str,
+) -> Geometry:
+    """:func:`geometry`, uncached."""
     stride2, dilation2 = _pair(stride, "stride", 1), _pair(dilation, "dilation", 1)
     pad = _padding4(padding, kernel, stride2, dilation2)
     mode = _pad_mode(padding_mode)
     h_out = _out_size(size[0], kernel[0], stride2[0], dilation2[0], pad[0], pad[1], "H")
     w_out = _out_size(size[1], kernel[1], stride2[1], dilation2[1], pad[2], pad[3], "W")
     return Geometry(kernel, stride2, dilation2, pad, mode, size, (h_out, w_out))
+
+
+_geometry_cached = functools.lru_cache(maxsize=256)(_geometry)
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, geo: Geometry, groups: int) -> Tensor:
