@@ -214,7 +214,8 @@ def check_weights(
         shapes.append(None if x is None else tuple(x.shape))
     if isinstance(kernel_size, list):
         kernel_size = tuple(kernel_size)
-    return _weight_layout(tuple(shapes), groups, kernel_size)
+    layout = _weight_layout.__wrapped__ if torch.compiler.is_compiling() else _weight_layout
+    return layout(tuple(shapes), groups, kernel_size)
 
 
 WEIGHTS = ("weight", "row_weight", "col_weight", "scalar_weight", "bias")
@@ -313,7 +314,8 @@ def geometry(
 ) -> Geometry:
     """Validate the convolution arguments for an input of ``size = (H, W)`` (cached)."""
     args = tuple(tuple(a) if isinstance(a, list) else a for a in (size, kernel, stride, padding, dilation))
-    return _geometry_cached(*args, padding_mode)
+    # dynamo traces through the cache anyway (and warns): give it the plain function
+    return (_geometry if torch.compiler.is_compiling() else _geometry_cached)(*args, padding_mode)
 
 
 def _geometry(
