@@ -7,7 +7,8 @@ With compact side weights ``row_weight (C_out, C2, kh)``, ``col_weight (C_out, C
 
 (``*`` a 1-d convolution along the source's own axis, padded with the convolution's padding mode).
 This module adds those terms into the image convolution's output in place, as one autograd node,
-in one memory pass over the output. The derivation is in :mod:`isp.nn.functional`'s docstring.
+in one memory pass over the output (out of place under ``torch.compile``, which fuses the adds
+with the ops that follow). The derivation is in :mod:`isp.nn.functional`'s docstring.
 """
 
 from __future__ import annotations
@@ -65,6 +66,44 @@ def add_rows_cols_(out: Tensor, rows: Tensor | None, cols: Tensor | None) -> Ten
     return out
 
 
+def _constant(scalar: Tensor | None, scalar_weight: Tensor | None, bias: Tensor | None) -> Tensor | None:
+    """``bias + scalar @ scalar_weight^T``: ``(N or 1, C_out)`` or ``None``."""
+    if scalar is None:
+        return None if bias is None else bias[None, :]
+    if bias is None:
+        return scalar @ scalar_weight.t()
+    return torch.addmm(bias, scalar, scalar_weight.t())
+
+
+def _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
+    """The side terms into ``out``, in place, without autograd (one pass over ``out``)."""
+    # the per-channel constant (N, C_out) rides on the row vector, else on the column vector
+    const = _constant(scalar, scalar_weight, bias)
+    rows = cols = None
+    if u_row is not None:
+        rows, const = _matmul_add(row_weight, u_row, const), None
+    if u_col is not None:
+        cols, const = _matmul_add(col_weight, u_col, const), None
+    if const is not None:
+        out.add_(const[:, :, None, None].to(out.dtype))
+    return add_rows_cols_(out, rows, cols)
+
+
+def _add_functional(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
+    """The same sum out of place, for graph capture.
+
+    The compiler fuses the broadcast adds into one pass, with the pointwise ops that follow.
+    """
+    const = _constant(scalar, scalar_weight, bias)
+    if const is not None:
+        out = out + const[:, :, None, None].to(out.dtype)
+    if u_row is not None:
+        out = out + (row_weight.reshape(row_weight.shape[0], -1) @ u_row)[:, :, :, None].to(out.dtype)
+    if u_col is not None:
+        out = out + (col_weight.reshape(col_weight.shape[0], -1) @ u_col)[:, :, None, :].to(out.dtype)
+    return out
+
+
 class _CompactSideTerms(torch.autograd.Function):
     """The compact side terms added into the conv output in place, as one autograd node.
 
@@ -78,21 +117,7 @@ class _CompactSideTerms(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias):
-        # the per-channel constant (N, C_out) rides on the row vector, else on the column vector
-        if scalar is None:
-            const = None if bias is None else bias[None, :]
-        elif bias is None:
-            const = scalar @ scalar_weight.t()
-        else:
-            const = torch.addmm(bias, scalar, scalar_weight.t())
-        rows = cols = None
-        if u_row is not None:
-            rows, const = _matmul_add(row_weight, u_row, const), None
-        if u_col is not None:
-            cols, const = _matmul_add(col_weight, u_col, const), None
-        if const is not None:
-            out.add_(const[:, :, None, None].to(out.dtype))
-        add_rows_cols_(out, rows, cols)
+        _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias)
         ctx.mark_dirty(out)
         ctx.save_for_backward(u_row, u_col, scalar, row_weight, col_weight, scalar_weight)
         ctx.dtype = next(w.dtype for w in (row_weight, col_weight, scalar_weight, bias) if w is not None)
@@ -149,7 +174,7 @@ def add_compact_side_terms(
         return out
     kh, kw = geo.kernel
     (sh, sw), (dh, dw), (pt, pb, pl, pr) = geo.stride, geo.dilation, geo.pad
-    return _CompactSideTerms.apply(
+    args = (
         out,
         None if row is None else unfold_1d(row, kh, sh, dh, pt, pb, geo.mode),
         None if col is None else unfold_1d(col, kw, sw, dw, pl, pr, geo.mode),
@@ -159,3 +184,8 @@ def add_compact_side_terms(
         None if scalar is None else scalar_weight,
         bias,
     )
+    if torch.compiler.is_compiling():  # dynamo cannot trace mark_dirty: give it plain ops to fuse
+        return _add_functional(*args)
+    if not torch.is_grad_enabled() or not any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return _add_in_place(*args)  # no autograd node needed (inference): skip its set-up
+    return _CompactSideTerms.apply(*args)
