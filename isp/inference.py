@@ -27,6 +27,7 @@ of every tile is that of the frame).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +36,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TileGrid", "TiledInference", "size_multiple", "tile_grid", "tile_window", "tiled_forward"]
+__all__ = [
+    "TileGrid",
+    "TiledInference",
+    "free_cores",
+    "size_multiple",
+    "tile_grid",
+    "tile_window",
+    "tiled_forward",
+]
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,23 @@ def size_multiple(net: object) -> int:
         return int(net.size_multiple)
     depth = getattr(net, "depth", None)
     return 2**depth if isinstance(depth, int) else 1
+
+
+def free_cores() -> int:
+    """The CPU cores this process may use that other work is not using now (at least 1).
+
+    The cores of the process's affinity mask minus the 1-minute load average, rounded: on an idle
+    2-core machine 2, with another job busy on one core 1.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:

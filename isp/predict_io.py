@@ -605,17 +605,27 @@ def denoise_frame(
     overlap: int = 16,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Denoise a whole frame tile by tile and return its denoised mosaic.
 
     Args:
-        net: the denoiser, already on ``device`` and in eval mode.
+        net: the denoiser, already on ``device`` (and in ``channels_last`` when asked) and in eval
+            mode.
         frame: the input frame.
         data: the data settings the net was trained with (``vector_scale``).
         tile: tile size in packed pixels (a mosaic tile of ``2 * tile``).
         overlap: overlap of neighbouring tiles in packed pixels.
         device: where the net runs.
         progress: ``progress(done, total)`` after each tile.
+        workers: CPU tiles run at once, one intra-op thread each (see
+            :func:`isp.inference.tiled_forward`).
+        autocast_dtype: run the net under ``torch.autocast(device.type, autocast_dtype)``
+            (``torch.bfloat16`` / ``torch.float16``); ``None``: in the net's own dtype. The
+            tiles are blended in float32 either way.
+        channels_last: give the net its tiles in ``torch.channels_last`` memory format.
 
     Returns:
         ``float32 (H, W)``: the denoised visible mosaic in the input's units (``frame.mosaic``'s
@@ -631,9 +641,17 @@ def denoise_frame(
         vector_scale=None if vector_scale is None else float(vector_scale),
         version=inputs_version(net, data),
     )
+    device = torch.device(device)
+
+    def run(image: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            return net(image, *side)
+
     with torch.inference_mode():
         planes = tiled_forward(
-            net,
+            run,
             inputs["image"],
             inputs["row"],
             inputs["col"],
@@ -643,6 +661,7 @@ def denoise_frame(
             align=size_multiple(net),
             device=device,
             progress=progress,
+            workers=workers,
         )
     del inputs["image"]
     return unpack(planes[0].numpy(), inputs["info"]).astype(np.float32, copy=False)
