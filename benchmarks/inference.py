@@ -5,8 +5,9 @@
 
 Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at a time
 (``predict.py --threads 2 --parallel ops``); ``2w`` two tiles at once, one thread each
-(``predict.py --threads 2``, the default on a free 2-core machine). ``--compile`` adds each mode
-under ``torch.compile``. Measures, in one run:
+(``predict.py --threads 2``); ``auto`` predict.py's default, the free cores at the start
+(:func:`isp.inference.free_cores`) as tile workers: 2 on an idle 2-core machine, 1 on a busy one.
+``--compile`` adds each mode under ``torch.compile``. Measures, in one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
    (``--tile``/``--overlap`` as predict.py's, default 1024/128 mosaic pixels), every mode in turn
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from _quiet import quiet_warnings  # noqa: E402
 
-from isp.inference import size_multiple, tiled_forward  # noqa: E402
+from isp.inference import free_cores, size_multiple, tiled_forward  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
 
@@ -67,11 +68,13 @@ def _inputs(net: nn.Module, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor
     return image, row, col, torch.zeros(1, c4)
 
 
-MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2)}  # torch threads, tile workers
+# torch threads, tile workers; "auto" is predict.py's default (the free cores as tile workers)
+MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2), "auto": (1, free_cores())}
 PREDICT_ARGS = {
     "1t": ["--threads", "1"],
     "2t": ["--threads", "2", "--parallel", "ops"],
     "2w": ["--threads", "2"],
+    "auto": [],
 }
 
 
@@ -178,6 +181,20 @@ def make_dng(path: Path, megapixels: float) -> tuple[int, int]:
     return h, w
 
 
+# predict.py is started from a small launcher process, not from this one: on Linux a child's peak
+# RSS starts at its parent's (exec keeps the larger of the old and new images' maxrss), and this
+# process holds the model and the throughput frame.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read().decode(errors="replace")
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"seconds": time.perf_counter() - t0, "maxrss_kib": usage.ru_maxrss,
+                  "returncode": os.waitstatus_to_exitcode(status), "stderr": err[-2000:]}))
+"""
+
+
 def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ckpt: str | None) -> dict:
     """predict.py on the DNG ``src`` in a child process: wall time and peak RSS."""
     h, w = read_size(src)
@@ -201,23 +218,24 @@ def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ck
         if ckpt:
             cmd += ["--ckpt", ckpt]
         threads = MODES[mode][0]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise RuntimeError(f"predict.py failed ({proc.returncode}):\n{err[-2000:]}")
+        env = dict(os.environ)
+        if mode != "auto":
+            env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        launcher = [sys.executable, "-c", LAUNCHER, *cmd]
+        launch = subprocess.run(launcher, env=env, capture_output=True, text=True)
+        if launch.returncode != 0:
+            raise RuntimeError(f"the launcher failed:\n{launch.stderr[-2000:]}")
+        report = json.loads(launch.stdout)
+        wall = report["seconds"]
+        if report["returncode"] != 0:
+            raise RuntimeError(f"predict.py failed ({report['returncode']}):\n{report['stderr']}")
         out = Path(d) / "out" / "frame.dng"
         size = out.stat().st_size
     return {
         "visible": [h, w],
         "megapixels": h * w / 1e6,
         "seconds": wall,
-        "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,  # Linux reports KiB
+        "peak_rss_gb": report["maxrss_kib"] * 1024 / 1e9,  # Linux reports KiB
         "output_bytes": size,
     }
 
@@ -225,7 +243,7 @@ def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ck
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--megapixels", type=float, default=24.0, help="size of the end-to-end DNG")
-    p.add_argument("--modes", default="1t,2t,2w", help="comma-separated: 1t, 2t, 2w (see above)")
+    p.add_argument("--modes", default="1t,2t,2w,auto", help="comma-separated: 1t, 2t, 2w, auto (see above)")
     p.add_argument("--compile", action="store_true", help="also every mode under torch.compile")
     p.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds")
     p.add_argument("--tile", type=int, default=1024, help="mosaic pixels, as predict.py")
