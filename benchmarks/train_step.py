@@ -65,15 +65,18 @@ def make_step(net: torch.nn.Module, batch: dict):
     return step
 
 
-def _interleaved(calls: dict, reps: int, warmup: int) -> dict[str, list[float]]:
+def _interleaved(calls: dict, reps: int, warmup: int) -> tuple[dict, dict]:
+    """Wall-clock and process CPU seconds per call (CPU time is steadier on a shared machine)."""
     times = {v: [] for v in calls}
+    cpu = {v: [] for v in calls}
     for rep in range(warmup + reps):
         for variant in calls:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             calls[variant]()
             if rep >= warmup:
                 times[variant].append(time.perf_counter() - t0)
-    return times
+                cpu[variant].append(time.process_time() - c0)
+    return times, cpu
 
 
 def _ratio(times: dict, a: str, b: str) -> float:
@@ -106,9 +109,11 @@ def time_steps(args) -> dict:
                 net(*tile)
 
         infer[variant] = forward
-    step_times = _interleaved(steps, args.reps, args.warmup)
-    tile_times = _interleaved(infer, args.reps, args.warmup)
+    step_times, step_cpu = _interleaved(steps, args.reps, args.warmup)
+    tile_times, tile_cpu = _interleaved(infer, args.reps, args.warmup)
     return {
+        "cpu_msconv_over_none": _ratio(step_cpu, "msconv", "none"),
+        "cpu_tile_msconv_over_none": _ratio(tile_cpu, "msconv", "none"),
         "median_s": {v: statistics.median(t) for v, t in step_times.items()},
         "tile_median_s": {v: statistics.median(t) for v, t in tile_times.items()},
         "params": params,
