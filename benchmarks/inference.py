@@ -1,17 +1,23 @@
-"""Inference benchmark of the default denoiser on the CPU.
+"""Inference benchmark of the default denoiser on the CPU: one thread, two threads, two tile workers.
 
-    python benchmarks/inference.py [--megapixels 24] [--threads 2] [--ckpt PATH] [--skip-e2e]
+    python benchmarks/inference.py [--megapixels 24] [--ckpt PATH] [--skip-e2e] [--compile]
+                                   [--modes 1t,2t,2w]
 
-Measures, in one run:
+Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at a time
+(``predict.py --threads 2 --parallel ops``); ``2w`` two tiles at once, one thread each
+(``predict.py --threads 2``); ``auto`` predict.py's default, the free cores at the start
+(:func:`isp.predict.tiling.free_cores`) as tile workers: 2 on an idle 2-core machine, 1 on a busy one.
+``--compile`` adds each mode under ``torch.compile``. Measures, in one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
-   (``--tile``/``--overlap`` as predict.py's, default 1024/128 mosaic pixels).
+   (``--tile``/``--overlap`` as predict.py's, default 1024/128 mosaic pixels), every mode in turn
+   in each of ``--repeats`` rounds (interleaved, medians).
 2. **Convolution efficiency**: the network's FLOPs per tile (``torch.utils.flop_counter``) over
    its time per tile, divided by the GFLOP/s of one large ``Conv2d`` (64 -> 64, 3x3, on a
    256x256 map) timed in the same process: how close the network runs to the machine's
    convolution speed. Timings are medians of interleaved repeats.
-3. **End to end**: ``predict.py`` on a generated ``--megapixels`` DNG in a child process: wall time
-   and the child's peak RSS (``os.wait4``'s ``ru_maxrss``).
+3. **End to end**: ``predict.py`` on a generated ``--megapixels`` DNG in a child process, per
+   mode: wall time and the child's peak RSS (``os.wait4``'s ``ru_maxrss``).
 
 Results print as a Markdown table and are saved to ``benchmarks/results/inference.json``.
 """
@@ -38,7 +44,9 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isp.inference import size_multiple, tiled_forward  # noqa: E402
+from _quiet import quiet_warnings  # noqa: E402
+
+from isp.predict.tiling import free_cores, size_multiple, tiled_forward  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
 
@@ -60,16 +68,45 @@ def _inputs(net: nn.Module, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor
     return image, row, col, torch.zeros(1, c4)
 
 
-def throughput(net: nn.Module, mosaic_side: int, tile: int, overlap: int) -> dict:
-    """Mosaic megapixels per second of tiled inference on a square frame."""
+# torch threads, tile workers; "auto" is predict.py's default (the free cores as tile workers)
+MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2), "auto": (1, free_cores())}
+PREDICT_ARGS = {
+    "1t": ["--threads", "1"],
+    "2t": ["--threads", "2", "--parallel", "ops"],
+    "2w": ["--threads", "2"],
+    "auto": [],
+}
+
+
+def throughput(nets: dict, modes: list[str], mosaic_side: int, tile: int, overlap: int, repeats: int) -> dict:
+    """Mosaic megapixels per second of tiled inference on a square frame, per (mode, net) pair."""
     h = w = mosaic_side // 2
-    args = _inputs(net, h, w)
+    some = next(iter(nets.values()))
+    args = _inputs(some, h, w)
+    kw = {"tile": tile // 2, "overlap": overlap // 2, "align": size_multiple(some)}
+    runs = {(m, name): (MODES[m], net) for m in modes for name, net in nets.items()}
+    times = {key: [] for key in runs}
     with torch.inference_mode():
-        net(*_inputs(net, 64, 64))  # warm-up
-        kw = {"tile": tile // 2, "overlap": overlap // 2, "align": size_multiple(net)}
-        t = _median_time(lambda: tiled_forward(net, *args, **kw), 3)
+        for (threads, _workers), net in runs.values():  # warm-up (and compile) every pair once
+            torch.set_num_threads(threads)
+            net(*_inputs(some, tile // 2, tile // 2))
+        for _ in range(repeats):
+            for key, ((threads, workers), net) in runs.items():
+                torch.set_num_threads(threads)
+                t0 = time.perf_counter()
+                tiled_forward(net, *args, workers=workers, **kw)
+                times[key].append(time.perf_counter() - t0)
     mp = mosaic_side * mosaic_side / 1e6
-    return {"frame_megapixels": mp, "seconds": t, "megapixels_per_s": mp / t}
+    out = {}
+    for m, name in runs:
+        t = statistics.median(times[(m, name)])
+        out[f"{m}/{name}"] = {
+            "frame_megapixels": mp,
+            "seconds": t,
+            "megapixels_per_s": mp / t,
+            "times_s": times[(m, name)],
+        }
+    return out
 
 
 def conv_efficiency(net: nn.Module, tile: int, repeats: int = 7) -> dict:
@@ -106,6 +143,12 @@ def conv_efficiency(net: nn.Module, tile: int, repeats: int = 7) -> dict:
     }
 
 
+def read_size(path: Path) -> tuple[int, int]:
+    from isp.raw import read
+
+    return read(path).mosaic.shape
+
+
 def make_dng(path: Path, megapixels: float) -> tuple[int, int]:
     """A noisy synthetic DNG of about ``megapixels`` (3:2, masked margins like the sample set)."""
     from isp.raw import RawMetadata, write_dng
@@ -125,37 +168,74 @@ def make_dng(path: Path, megapixels: float) -> tuple[int, int]:
         sensor[top + y0 : top + y1, left:] = np.clip(np.rint(noisy), 0, 16383).astype(np.uint16)
     meta = RawMetadata(iso=3200.0, exposure_time=1 / 100, f_number=2.8, make="isp", model="benchmark")
     area = (top, left, h + top, w + left)
-    write_dng(path, sensor, cfa="RGGB", black_level=512, white_level=16383, active_area=area, metadata=meta,
-              overwrite=True)
+    write_dng(
+        path,
+        sensor,
+        cfa="RGGB",
+        black_level=512,
+        white_level=16383,
+        active_area=area,
+        metadata=meta,
+        overwrite=True,
+    )
     return h, w
 
 
-def end_to_end(megapixels: float, threads: int, tile: int, overlap: int, ckpt: str | None) -> dict:
-    """predict.py on a generated DNG in a child process: wall time and peak RSS."""
+# predict.py is started from a small launcher process, not from this one: on Linux a child's peak
+# RSS starts at its parent's (exec keeps the larger of the old and new images' maxrss), and this
+# process holds the model and the throughput frame.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read().decode(errors="replace")
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"seconds": time.perf_counter() - t0, "maxrss_kib": usage.ru_maxrss,
+                  "returncode": os.waitstatus_to_exitcode(status), "stderr": err[-2000:]}))
+"""
+
+
+def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ckpt: str | None) -> dict:
+    """predict.py on the DNG ``src`` in a child process: wall time and peak RSS."""
+    h, w = read_size(src)
     with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / "frame.dng"
-        h, w = make_dng(src, megapixels)
-        cmd = [sys.executable, str(ROOT / "predict.py"), str(src), "--out-dir", str(Path(d) / "out"),
-               "--tile", str(tile), "--overlap", str(overlap), "--device", "cpu"]
+        cmd = [
+            sys.executable,
+            str(ROOT / "predict.py"),
+            str(src),
+            "--out-dir",
+            str(Path(d) / "out"),
+            "--tile",
+            str(tile),
+            "--overlap",
+            str(overlap),
+            "--device",
+            "cpu",
+            *PREDICT_ARGS[mode],
+        ]
+        if compiled:
+            cmd.append("--compile")
         if ckpt:
             cmd += ["--ckpt", ckpt]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise RuntimeError(f"predict.py failed ({proc.returncode}):\n{err[-2000:]}")
+        threads = MODES[mode][0]
+        env = dict(os.environ)
+        if mode != "auto":
+            env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        launcher = [sys.executable, "-c", LAUNCHER, *cmd]
+        launch = subprocess.run(launcher, env=env, capture_output=True, text=True)
+        if launch.returncode != 0:
+            raise RuntimeError(f"the launcher failed:\n{launch.stderr[-2000:]}")
+        report = json.loads(launch.stdout)
+        wall = report["seconds"]
+        if report["returncode"] != 0:
+            raise RuntimeError(f"predict.py failed ({report['returncode']}):\n{report['stderr']}")
         out = Path(d) / "out" / "frame.dng"
         size = out.stat().st_size
     return {
         "visible": [h, w],
         "megapixels": h * w / 1e6,
         "seconds": wall,
-        "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,  # Linux reports KiB
+        "peak_rss_gb": report["maxrss_kib"] * 1024 / 1e9,  # Linux reports KiB
         "output_bytes": size,
     }
 
@@ -163,43 +243,68 @@ def end_to_end(megapixels: float, threads: int, tile: int, overlap: int, ckpt: s
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--megapixels", type=float, default=24.0, help="size of the end-to-end DNG")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--modes", default="1t,2t,2w,auto", help="comma-separated: 1t, 2t, 2w, auto (see above)")
+    p.add_argument("--compile", action="store_true", help="also every mode under torch.compile")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds")
     p.add_argument("--tile", type=int, default=1024, help="mosaic pixels, as predict.py")
     p.add_argument("--overlap", type=int, default=128, help="mosaic pixels, as predict.py")
     p.add_argument("--frame", type=int, default=2048, help="side of the throughput frame (mosaic)")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
-    p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end run")
+    p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end runs")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    quiet_warnings()
+    modes = args.modes.split(",")
+    for m in modes:
+        if m not in MODES:
+            p.error(f"--modes: {m!r} is not one of {sorted(MODES)}")
     loaded = load_model(args.ckpt)
-    net = loaded.net
+    net = loaded.net.eval()
+    nets = {"eager": net, **({"compiled": torch.compile(net)} if args.compile else {})}
+    torch.set_num_threads(1)
     results = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-                    "torch": torch.__version__},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+            "torch": torch.__version__,
+        },
         "model": loaded.model,
-        "throughput": throughput(net, args.frame, args.tile, args.overlap),
-        "efficiency": conv_efficiency(net, args.tile),
+        "throughput": throughput(nets, modes, args.frame, args.tile, args.overlap, args.repeats),
+        "efficiency": conv_efficiency(net, args.tile),  # one thread
+        "end_to_end": {},
     }
     if not args.skip_e2e:
-        results["end_to_end"] = end_to_end(args.megapixels, args.threads, args.tile, args.overlap, args.ckpt)
+        with tempfile.TemporaryDirectory() as d:
+            src = Path(d) / "frame.dng"
+            make_dng(src, args.megapixels)
+            for name in nets:
+                for m in modes:
+                    results["end_to_end"][f"{m}/{name}"] = end_to_end(
+                        src, m, name == "compiled", args.tile, args.overlap, args.ckpt
+                    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    t, e = results["throughput"], results["efficiency"]
-    print("| measure | value |\n|---|---|")
+    e = results["efficiency"]
     arch = ", ".join(f"{k}={v}" for k, v in loaded.model["init_args"].items())
-    print(f"| model | {loaded.model['class_path']}({arch}) |")
-    print(f"| threads | {args.threads} |")
-    print(f"| tiled throughput ({t['frame_megapixels']:.1f} MP frame) | {t['megapixels_per_s']:.2f} MP/s |")
-    print(f"| network FLOPs | {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP |")
-    print(f"| network speed (one {args.tile}px tile) | {e['net_gflops']:.1f} GFLOP/s |")
-    print(f"| large Conv2d speed | {e['conv_gflops']:.1f} GFLOP/s |")
-    print(f"| efficiency (network / Conv2d) | {e['ratio']:.2f} |")
-    if "end_to_end" in results:
-        r = results["end_to_end"]
-        size = f"{r['megapixels']:.1f} MP DNG ({r['visible'][1]}x{r['visible'][0]})"
-        print(f"| end to end, {size} | {r['seconds']:.1f} s |")
-        print(f"| peak RSS (predict.py child) | {r['peak_rss_gb']:.2f} GB |")
+    print(
+        f"model {loaded.model['class_path']}({arch}); load average at start "
+        f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores"
+    )
+    print(
+        f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread: "
+        f"{e['net_gflops']:.1f} GFLOP/s on a {args.tile}px tile, a large Conv2d {e['conv_gflops']:.1f} "
+        f"(efficiency {e['ratio']:.2f})"
+    )
+    base = results["throughput"]["1t/eager"]["megapixels_per_s"] if "1t" in modes else None
+    print("\n| mode | net | MP/s (frame) | x one thread | 24-MP end to end (s) | peak RSS (GB) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for key, t in results["throughput"].items():
+        m, name = key.split("/")
+        r = results["end_to_end"].get(key)
+        rel = f"{t['megapixels_per_s'] / base:.2f}" if base else "-"
+        e2e = f"{r['seconds']:.1f} | {r['peak_rss_gb']:.2f}" if r else "- | -"
+        print(f"| {m} | {name} | {t['megapixels_per_s']:.2f} | {rel} | {e2e} |")
     return results
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,12 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from isp.nn import MSConv2d, TileConcatConv2d
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from _quiet import quiet_stderr, quiet_warnings  # noqa: E402
+
+from isp.nn import MSConv2d, TileConcatConv2d  # noqa: E402
 
 # name, C1, C_out, size, (C2, C3, C4)
 GRID = [
@@ -46,18 +52,18 @@ GRID = [
 IMPLS = ("limit", "msconv", "tile_concat")
 
 
-def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int):
+def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int, device: str = "cpu"):
     """The four modules (same weights where they overlap) and their inputs."""
     torch.manual_seed(0)
     ch = (c1, *side)
-    tile = TileConcatConv2d(ch, c_out, 3, padding=1)
-    ms = MSConv2d(ch, c_out, 3, padding=1)
+    tile = TileConcatConv2d(ch, c_out, 3, padding=1, device=device)
+    ms = MSConv2d(ch, c_out, 3, padding=1, device=device)
     full = MSConv2d.from_tile_concat(tile)
-    limit = nn.Conv2d(c1, c_out, 3, padding=1)
-    x = torch.randn(n, c1, size, size)
-    row = torch.randn(n, side[0], size) if side[0] else None
-    col = torch.randn(n, side[1], size) if side[1] else None
-    sc = torch.randn(n, side[2]) if side[2] else None
+    limit = nn.Conv2d(c1, c_out, 3, padding=1, device=device)
+    x = torch.randn(n, c1, size, size, device=device)
+    row = torch.randn(n, side[0], size, device=device) if side[0] else None
+    col = torch.randn(n, side[1], size, device=device) if side[1] else None
+    sc = torch.randn(n, side[2], device=device) if side[2] else None
     calls = {
         "limit": lambda: limit(x),
         "msconv": lambda: ms(x, row, col, sc),
@@ -67,19 +73,37 @@ def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int):
     return calls
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def run_once(fn, backward: bool) -> tuple[float, float]:
     """Wall-clock and process CPU seconds of one call (CPU time is steadier on a shared machine)."""
+    _sync()
     t, c = time.perf_counter(), time.process_time()
     if backward:
         fn().sum().backward()
     else:
         with torch.no_grad():
             fn()
+    _sync()
     return time.perf_counter() - t, time.process_time() - c
 
 
-def peak_bytes(fn, backward: bool) -> int:
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+def peak_bytes(fn, backward: bool, device: str = "cpu") -> int:
+    if device != "cpu":  # the caching allocator's own peak over the call
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        if backward:
+            fn().sum().backward()
+        else:
+            with torch.no_grad():
+                fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         if backward:
             fn().sum().backward()
         else:
@@ -103,8 +127,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="first two grid rows, 5 reps (a smoke run)")
     parser.add_argument("--with-full", action="store_true", help="also time MSConv2d.from_tile_concat (full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (synchronised timings)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
+    quiet_warnings()
     if args.threads:
         torch.set_num_threads(args.threads)
     grid = GRID[:2] if args.quick else GRID
@@ -117,18 +143,20 @@ def main() -> None:
         "reps": reps,
         "warmup": args.warmup,
         "load_average_at_start": os.getloadavg(),
+        "device": args.device,
     }
     impls = (*IMPLS, "msconv_full") if args.with_full else IMPLS
     header = (
         f"{'layer':12} {'C1->Cout':>8} {'HxW':>7} {'side':>7} | {'pass':7} {'limit ms':>8} {'MS ms':>7} "
         f"{'MS/lim':>6} {'TC/MS':>5} | {'MS/lim':>6} {'TC/MS':>5} | {'MS extra':>8}"
     )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, float32, CPU")
+    where = f"{torch.get_num_threads()} threads, CPU" if args.device == "cpu" else args.device
+    print(f"torch {torch.__version__}, {where}, batch {args.batch}, float32")
     print(f"{'':47}| {'wall-clock medians':^30} | {'CPU-time medians':^12} | {'memory':>8}")
     print(header)
     print("-" * len(header))
     for name, c1, c_out, size, side in grid:
-        calls = make(c1, c_out, side, args.batch, size)
+        calls = make(c1, c_out, side, args.batch, size, args.device)
         out_bytes = args.batch * c_out * size * size * 4
         for backward in (False, True):
             times = {k: [] for k in impls}
@@ -142,7 +170,7 @@ def main() -> None:
                         cpu[k].append(dc)
             med = {k: statistics.median(v) for k, v in times.items()}
             med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-            peaks = {k: peak_bytes(calls[k], backward) for k in impls}
+            peaks = {k: peak_bytes(calls[k], backward, args.device) for k in impls}
             rec = {
                 "layer": name,
                 "c1": c1,

@@ -2,12 +2,19 @@
 
     isp-denoise INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
                 [--tile 1024] [--overlap 128] [--device auto|cpu|cuda] [--overwrite]
-                [--threads N]
+                [--threads N] [--parallel tiles|ops] [--precision auto|fp32|bf16|fp16]
+                [--compile]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
 ``DIR/<stem>.<ext>``: by default a DNG holding the denoised mosaic in the input's sensor frame with
 its CFA, levels, colour matrix, white balance, make/model and EXIF; ``tiff`` (16-bit) and ``png``
 (8-bit) hold an sRGB rendering by LibRaw. Without ``--ckpt`` the shipped default model is used.
+
+On the CPU ``--threads`` defaults to the free cores (:func:`isp.predict.tiling.free_cores`: the cores
+this process may use minus the load), and ``--parallel tiles`` runs that many tiles at once with
+one torch thread each (on a busy machine torch's own threads stall on a preempted peer; tile
+workers never wait for each other; docs/benchmarks.md, "Inference"). On CUDA the net runs in
+``channels_last`` under bf16 autocast (fp16 where bf16 is unsupported) unless ``--precision fp32``.
 
 Exit status: 0 when every input was written; 1 when any input failed or was skipped (each is
 reported with its reason; the others are still written); 2 for bad arguments, an unusable
@@ -46,6 +53,7 @@ from isp.predict import (
     tile_grid,
     write_output,
 )
+from isp.predict.tiling import free_cores
 from isp.raw import RawWarning
 from isp.weights import CheckpointError, load_model
 
@@ -61,7 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=2 * OVERLAP, help=f"tile overlap, even ({2 * OVERLAP})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, help="CPU cores to use (default 0: the free cores)")
+    p.add_argument(
+        "--parallel",
+        default="tiles",
+        choices=["tiles", "ops"],
+        help="CPU: run --threads tiles at once, one thread each (tiles, default), or one tile "
+        "at a time on --threads torch threads (ops)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; fp32 on the CPU)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (first tiles slower)")
     return p
 
 
@@ -148,11 +170,34 @@ def main(argv: list[str] | None = None) -> int:
         return 143
 
 
+def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supported: bool) -> dict:
+    """Where and how the net runs, from the arguments and what the machine offers.
+
+    Returns:
+        ``device``, torch ``threads``, tile ``workers``, ``autocast_dtype`` and ``channels_last``.
+    """
+    use_cuda = args.device == "cuda" or (args.device == "auto" and cuda_available)
+    cores = args.threads or free_cores()
+    precision = args.precision
+    if precision == "auto":
+        precision = ("bf16" if bf16_supported else "fp16") if use_cuda else "fp32"
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    tiles = not use_cuda and args.parallel == "tiles"
+    return {
+        "device": torch.device("cuda" if use_cuda else "cpu"),
+        "threads": 1 if tiles else cores,
+        "workers": cores if tiles else 1,
+        "autocast_dtype": dtypes[precision],
+        "channels_last": use_cuda,
+    }
+
+
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
+    cuda = torch.cuda.is_available()
+    plan = execution_plan(args, cuda, cuda and torch.cuda.is_bf16_supported())
+    device = plan["device"]
+    if device.type == "cpu":
+        torch.set_num_threads(plan["threads"])
     created = not args.out_dir.exists()
     problem = _check_out_dir(args.out_dir)
     if problem is not None:
@@ -169,6 +214,10 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
                 args.out_dir.rmdir()
         return 2
     net = loaded.net.to(device)
+    if plan["channels_last"]:
+        net = net.to(memory_format=torch.channels_last)
+    if args.compile:
+        net = torch.compile(net)
     tile, overlap = args.tile // 2, args.overlap // 2  # packed pixels
     try:
         tile_grid(tile, tile, overlap, align=size_multiple(net))
@@ -221,6 +270,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
                             progress=lambda done, total, t=task: progress.update(
                                 t, completed=done, total=total
                             ),
+                            workers=plan["workers"],
+                            autocast_dtype=plan["autocast_dtype"],
+                            channels_last=plan["channels_last"],
                         )
                         write_output(
                             final, source, mosaic, args.format, overwrite=args.overwrite, protected=files

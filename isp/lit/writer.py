@@ -30,6 +30,8 @@ from isp.predict import FORMATS, Format, output_path, write_output
 __all__ = ["RawPredictionWriter"]
 
 log = logging.getLogger(__name__)
+# the per-rank summary goes through Lightning's logger, which prints INFO lines (its own callbacks')
+summary_log = logging.getLogger("lightning.pytorch.callbacks.isp_prediction_writer")
 
 
 class RawPredictionWriter(BasePredictionWriter):
@@ -42,8 +44,12 @@ class RawPredictionWriter(BasePredictionWriter):
         strict: raise on the first file that cannot be written; otherwise log it, go on, and
             list it in :attr:`failures`.
 
+    Under DDP (``--trainer.strategy ddp --trainer.devices N``) each process predicts and writes
+    its own share of the frames (Lightning's predict sampler gives every frame to one rank, without
+    padding), and logs one line at the end: ``RawPredictionWriter rank R/N: wrote K file(s)``.
+
     Attributes:
-        written: paths written so far.
+        written: paths written so far (by this process).
         failures: ``(input path, reason)`` of the files that could not be written.
     """
 
@@ -95,3 +101,15 @@ class RawPredictionWriter(BasePredictionWriter):
                     raise
                 self.failures.append((path, str(err)))
                 log.warning("not written: %s: %s", path, err)
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Log this process's share: files written (and failed)."""
+        failed = f", {len(self.failures)} failed" if self.failures else ""
+        summary_log.info(
+            "RawPredictionWriter rank %d/%d: wrote %d file(s) to %s%s",
+            trainer.global_rank,
+            trainer.world_size,
+            len(self.written),
+            self.out_dir,
+            failed,
+        )

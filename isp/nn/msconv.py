@@ -1,7 +1,7 @@
 """MSConv2d: a tile-concat convolution computed without broadcasting the side inputs.
 
-The maths (and why zero padding needs a border correction) is in shared/DESIGN.md, "MSConv2d", and
-in :mod:`isp.nn.functional`.
+The maths (and why zero padding needs a border correction) is in :mod:`isp.nn.functional`'s
+docstring.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from isp.nn.functional import _conv_config, _extra_repr, ms_conv2d
+from isp.nn._validate import conv_config, extra_repr
+from isp.nn.functional import ms_conv2d
 from isp.nn.tile_concat import TileConcatConv2d
 
 __all__ = ["MSConv2d"]
@@ -80,7 +81,7 @@ class MSConv2d(nn.Module):
         side_kernels: str = "compact",
     ) -> None:
         super().__init__()
-        cfg = _conv_config(
+        cfg = conv_config(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
         )
         if side_kernels not in SIDE_KERNELS:
@@ -149,18 +150,18 @@ class MSConv2d(nn.Module):
             self.col_weight,
             self.scalar_weight,
             self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.padding_mode,
-            self.kernel_size,
-            size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            kernel_size=self.kernel_size,
+            size=size,
         )
 
     def extra_repr(self) -> str:
         """``nn.Conv2d``'s, with the channel tuple (and ``side_kernels=full`` when full)."""
-        s = _extra_repr(self)
+        s = extra_repr(self)
         return s + (", side_kernels=full" if self.side_kernels == "full" else "")
 
     @classmethod
@@ -206,7 +207,7 @@ class MSConv2d(nn.Module):
         if conv.padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"Expected a supported `padding_mode`. Got {conv.padding_mode!r}.")
         weight = conv.weight.detach()
-        pad4 = _conv_config(
+        pad4 = conv_config(
             tuple(in_channels),
             conv.out_channels,
             conv.kernel_size,

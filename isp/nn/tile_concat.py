@@ -10,7 +10,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from isp.nn.functional import _conv_config, _extra_repr, tile_concat_conv2d
+from isp.nn._validate import conv_config, extra_repr
+from isp.nn.functional import tile_concat_conv2d
 
 __all__ = ["TileConcatConv2d"]
 
@@ -50,7 +51,7 @@ class TileConcatConv2d(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        cfg = _conv_config(
+        cfg = conv_config(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode
         )
         self.in_channels: tuple[int, int, int, int] = cfg["in_channels"]
@@ -95,15 +96,15 @@ class TileConcatConv2d(nn.Module):
             scalar,
             self.weight,
             self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.padding_mode,
-            self.in_channels,
-            size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            in_channels=self.in_channels,
+            size=size,
         )
 
     def extra_repr(self) -> str:
         """``nn.Conv2d``'s, with the channel tuple."""
-        return _extra_repr(self)
+        return extra_repr(self)

@@ -135,11 +135,15 @@ def denoise_frame(
     overlap: int = OVERLAP,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> np.ndarray:
     """Denoise a whole frame tile by tile and return its denoised mosaic.
 
     Args:
-        net: the denoiser, already on ``device`` and in eval mode.
+        net: the denoiser, already on ``device`` (and in ``channels_last`` when asked) and in eval
+            mode.
         frame: the input frame (see :func:`for_network` for implausible EXIF values).
         data: the data settings the net was trained with (``vector_scale``, ``inputs_version``).
         gain: digital amplification of the input (SID's exposure ratio); the output is divided
@@ -148,6 +152,12 @@ def denoise_frame(
         overlap: overlap of neighbouring tiles in packed pixels.
         device: where the net runs.
         progress: ``progress(done, total)`` after each tile.
+        workers: CPU tiles run at once, one intra-op thread each (see
+            :func:`isp.predict.tiling.tiled_forward`).
+        autocast_dtype: run the net under ``torch.autocast(device.type, autocast_dtype)``
+            (``torch.bfloat16`` / ``torch.float16``); ``None``: in the net's own dtype. The
+            tiles are blended in float32 either way.
+        channels_last: give the net its tiles in ``torch.channels_last`` memory format.
 
     Returns:
         ``float32 (H, W)``: the denoised visible mosaic in the input's units (``frame.mosaic``'s
@@ -163,9 +173,17 @@ def denoise_frame(
         gain=gain,
         version=inputs_version(net, data),
     )
+    device = torch.device(device)
+
+    def run(image: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            return net(image, *side)
+
     with torch.inference_mode():
         planes = tiled_forward(
-            net,
+            run,
             inputs["image"],
             inputs["row"],
             inputs["col"],
@@ -175,6 +193,7 @@ def denoise_frame(
             align=size_multiple(net),
             device=device,
             progress=progress,
+            workers=workers,
         )
     del inputs["image"]
     planes = planes[0].numpy()
@@ -193,6 +212,9 @@ def denoise_file(
     overlap: int = OVERLAP,
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    autocast_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> tuple[RawFrame, np.ndarray]:
     """Read a raw file and denoise it: :func:`isp.raw.read`, :func:`for_network`, :func:`denoise_frame`.
 
@@ -210,6 +232,16 @@ def denoise_file(
     for note in notes:
         warnings.warn(f"{str(path)!r}: {note}", RuntimeWarning, stacklevel=2)
     mosaic = denoise_frame(
-        net, frame, data=data, gain=gain, tile=tile, overlap=overlap, device=device, progress=progress
+        net,
+        frame,
+        data=data,
+        gain=gain,
+        tile=tile,
+        overlap=overlap,
+        device=device,
+        progress=progress,
+        workers=workers,
+        autocast_dtype=autocast_dtype,
+        channels_last=channels_last,
     )
     return source, mosaic

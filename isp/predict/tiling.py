@@ -26,13 +26,25 @@ of every tile is that of the frame).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TileGrid", "TiledInference", "size_multiple", "tile_grid", "tile_window", "tiled_forward"]
+__all__ = [
+    "TileGrid",
+    "TiledInference",
+    "free_cores",
+    "size_multiple",
+    "tile_grid",
+    "tile_window",
+    "tiled_forward",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,23 @@ def size_multiple(net: object) -> int:
         return int(net.size_multiple)
     depth = getattr(net, "depth", None)
     return 2**depth if isinstance(depth, int) else 1
+
+
+def free_cores() -> int:
+    """The CPU cores this process may use that other work is not using now (at least 1).
+
+    The cores of the process's affinity mask minus the 1-minute load average, rounded: on an idle
+    2-core machine 2, with another job busy on one core 1.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -200,6 +229,7 @@ def tiled_forward(
     margin: int | None = None,
     device: torch.device | str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> Tensor:
     """Run ``net(image, row, col, scalar)`` tile by tile and blend the tiles.
 
@@ -222,6 +252,10 @@ def tiled_forward(
         device: where the network runs; default the device of ``net``'s first parameter, else
             that of ``image``.
         progress: called as ``progress(done, total)`` after each tile.
+        workers: on the CPU, tiles run concurrently in this many threads, each with one intra-op
+            thread (torch's thread count is restored afterwards); tiles are blended in the serial
+            order, so the result equals a one-thread serial run. Peak memory grows by one tile's
+            activations per worker. Ignored on other devices.
 
     Returns:
         ``(N, C_out, H, W)`` float32 on ``image``'s device.
@@ -234,6 +268,7 @@ def tiled_forward(
         True
     """
     _check_inputs(image, row, col, scalar)
+    _check_int("workers", workers, 1)
     _, _, h, w = image.shape
     gy = tile_grid(h, tile, overlap, align=align, margin=margin)
     gx = tile_grid(w, tile, overlap, align=align, margin=margin)
@@ -243,34 +278,69 @@ def tiled_forward(
     device = torch.device(device)
     wy = [tile_window(gy, i) for i in range(len(gy))]
     wx = [tile_window(gx, j) for j in range(len(gx))]
+    tiles = [
+        (i, j, y0, y1, x0, x1)
+        for i, (y0, y1) in enumerate(zip(gy.starts, gy.stops, strict=True))
+        for j, (x0, x1) in enumerate(zip(gx.starts, gx.stops, strict=True))
+    ]
+
+    def predict(t: tuple[int, ...]) -> Tensor:
+        _, _, y0, y1, x0, x1 = t
+        args = [image[:, :, y0:y1, x0:x1], _slice_last(row, y0, y1), _slice_last(col, x0, x1), scalar]
+        while args[-1] is None:  # trailing side inputs left out: plain modules take only the image
+            args.pop()
+        pred = net(*(None if a is None else a.to(device, non_blocking=True) for a in args))
+        if pred.shape[-2:] != (y1 - y0, x1 - x0):
+            got = tuple(pred.shape[-2:])
+            raise ValueError(f"Expected `net` to keep the tile size {(y1 - y0, x1 - x0)}. Got {got}.")
+        return pred.to(image.device, torch.float32)
+
     out: Tensor | None = None
-    total = len(gy) * len(gx)
-    done = 0
-    for i, (y0, y1) in enumerate(zip(gy.starts, gy.stops, strict=True)):
-        for j, (x0, x1) in enumerate(zip(gx.starts, gx.stops, strict=True)):
-            args = [image[:, :, y0:y1, x0:x1], _slice_last(row, y0, y1), _slice_last(col, x0, x1), scalar]
-            while args[-1] is None:  # trailing side inputs left out: plain modules take only the image
-                args.pop()
-            pred = net(*(None if a is None else a.to(device, non_blocking=True) for a in args))
-            if pred.shape[-2:] != (y1 - y0, x1 - x0):
-                got = tuple(pred.shape[-2:])
-                raise ValueError(f"Expected `net` to keep the tile size {(y1 - y0, x1 - x0)}. Got {got}.")
-            pred = pred.to(image.device, torch.float32)
-            if out is None:
-                shape = (image.shape[0], pred.shape[1], h, w)
-                out = torch.zeros(shape, dtype=torch.float32, device=image.device)
-            weight = (wy[i][:, None] * wx[j][None, :]).to(image.device)
-            out[:, :, y0:y1, x0:x1].addcmul_(pred, weight)
-            del pred, args
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    blended = 0
+
+    def blend(t: tuple[int, ...], pred: Tensor) -> None:
+        nonlocal out, blended
+        i, j, y0, y1, x0, x1 = t
+        if out is None:
+            out = torch.zeros((image.shape[0], pred.shape[1], h, w), dtype=torch.float32, device=image.device)
+        weight = (wy[i][:, None] * wx[j][None, :]).to(image.device)
+        out[:, :, y0:y1, x0:x1].addcmul_(pred, weight)
+        blended += 1
+        if progress is not None:
+            progress(blended, len(tiles))
+
+    if workers == 1 or len(tiles) == 1 or device.type != "cpu":
+        for t in tiles:
+            blend(t, predict(t))
+    else:
+        # at most `workers` tiles in flight, blended in the serial order (the same sums)
+        with _one_intra_op_thread(), ThreadPoolExecutor(workers, thread_name_prefix="tile") as pool:
+            pending: deque = deque()
+            for t in tiles:
+                pending.append((t, pool.submit(predict, t)))
+                if len(pending) >= workers:
+                    done, future = pending.popleft()
+                    blend(done, future.result())
+            while pending:
+                done, future = pending.popleft()
+                blend(done, future.result())
     assert out is not None  # the grid always has at least one tile
     # The tiles form a product grid, so the summed weight is separable: sum_i wy_i(y) * sum_j wx_j(x).
     norm_y = _axis_sum(gy).to(torch.float32).to(image.device)
     norm_x = _axis_sum(gx).to(torch.float32).to(image.device)
     out.div_(norm_y[:, None]).div_(norm_x[None, :])
     return out
+
+
+@contextlib.contextmanager
+def _one_intra_op_thread() -> Iterator[None]:
+    """One intra-op thread for torch inside the block (threads started in it inherit it)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 class TiledInference(nn.Module):

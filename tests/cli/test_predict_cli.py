@@ -343,3 +343,68 @@ def test_every_real_bayer_file_is_denoised_and_written_back(tiny_ckpt, tmp_path,
         a, b = read(p), read(tmp_path / "out" / f"{p.stem}.dng")
         assert (b.cfa, b.active_area, b.sensor.shape) == (a.cfa, a.active_area, a.sensor.shape), p.name
         assert b.white_level == a.white_level and b.metadata.orientation == a.metadata.orientation
+
+
+# ---------------------------------------------------------------- how the net runs
+
+
+def _plan(*extra, cuda=False, bf16=True):
+    args = predict.build_parser().parse_args(["x", "--out-dir", "y", *extra])
+    return predict.execution_plan(args, cuda, bf16)
+
+
+def test_execution_plan_cpu_defaults_use_the_free_cores_as_tile_workers(monkeypatch):
+    monkeypatch.setattr(predict, "free_cores", lambda: 2)
+    plan = _plan()
+    assert plan["device"].type == "cpu" and (plan["workers"], plan["threads"]) == (2, 1)
+    assert plan["autocast_dtype"] is None and plan["channels_last"] is False
+    assert (_plan("--parallel", "ops")["workers"], _plan("--parallel", "ops")["threads"]) == (1, 2)
+    assert _plan("--threads", "3")["workers"] == 3
+    monkeypatch.setattr(predict, "free_cores", lambda: 1)  # the other core busy: one worker
+    assert _plan()["workers"] == 1
+    assert _plan("--precision", "bf16")["autocast_dtype"] is torch.bfloat16
+
+
+def test_execution_plan_cuda_uses_autocast_and_channels_last():
+    plan = _plan(cuda=True)
+    assert plan["device"].type == "cuda" and plan["workers"] == 1
+    assert plan["autocast_dtype"] is torch.bfloat16 and plan["channels_last"] is True
+    assert _plan(cuda=True, bf16=False)["autocast_dtype"] is torch.float16
+    assert _plan("--precision", "fp32", cuda=True)["autocast_dtype"] is None
+    assert _plan("--device", "cpu", cuda=True)["device"].type == "cpu"
+
+
+def test_free_cores_is_between_one_and_the_affinity_mask(monkeypatch):
+    from isp.predict import tiling as inference
+
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    for load, expected in ((0.1, 2), (1.2, 1), (7.0, 1)):
+        monkeypatch.setattr(inference.os, "getloadavg", lambda load=load: (load, load, load))
+        assert inference.free_cores() == expected
+
+
+def test_autocast_channels_last_path_on_the_cpu_matches_float32(tiny_ckpt, inputs):
+    # the path --device cuda takes (bf16 autocast, channels_last tiles), exercised on the CPU
+    from isp.predict import denoise_frame
+    from isp.weights import load_model
+
+    loaded = load_model(tiny_ckpt)
+    frame = read(sorted(inputs.glob("*.dng"))[0])
+    kw = {"data": loaded.data, "tile": 24, "overlap": 8}
+    ref = denoise_frame(loaded.net, frame, **kw)
+    net_cl = loaded.net.to(memory_format=torch.channels_last)
+    low = denoise_frame(net_cl, frame, autocast_dtype=torch.bfloat16, channels_last=True, workers=2, **kw)
+    assert low.dtype == np.float32 and low.shape == ref.shape
+    assert 0 < np.abs(low - ref).max() < 0.02  # bf16 rounding, not another result
+
+
+def test_two_tile_workers_write_the_same_file_as_one(tiny_ckpt, inputs, tmp_path):
+    src = sorted(inputs.glob("*.dng"))[0]
+    common = [src, "--ckpt", tiny_ckpt, "--tile", "48", "--overlap", "16"]
+    threads = torch.get_num_threads()
+    try:
+        assert predict.main([str(a) for a in [*common, "--out-dir", tmp_path / "one", "--threads", "1"]]) == 0
+        assert predict.main([str(a) for a in [*common, "--out-dir", tmp_path / "two", "--threads", "2"]]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "one" / src.name).read_bytes() == (tmp_path / "two" / src.name).read_bytes()

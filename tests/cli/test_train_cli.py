@@ -312,10 +312,97 @@ def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
 
 def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
-    used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml"}
+    used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
     assert on_disk == used
     for name, files in COMPOSED.items():  # the last file's header gives the composed command
         header = (CONFIGS / files[-1]).read_text()
         assert all(f"configs/{f}" in header for f in files[1:]), name
+
+
+def test_ddp_predict_writes_each_rank_share_identical_to_single_process(tmp_path, sample_root):
+    """``train.py predict`` with the prediction writer on 2 CPU processes: every test frame is written
+    once, by one rank, bit-for-bit as a single process writes it."""
+    import json
+
+    from torch import nn
+
+    from isp.models import UNet
+
+    torch.manual_seed(0)
+    net = UNet(base_width=4, depth=2)
+    nn.init.normal_(net.head.weight, std=0.05)  # not the identity: the outputs are denoised
+    weights = tmp_path / "w.pt"
+    torch.save(net.state_dict(), weights)
+    arch = {"class_path": "isp.models.UNet", "init_args": {"base_width": 4, "depth": 2}}
+    weights.with_suffix(".json").write_text(json.dumps({"model": arch}))
+
+    def args(out_dir, *extra):
+        writer = tmp_path / f"{out_dir.name}.yaml"
+        writer.write_text(
+            yaml.safe_dump(
+                {
+                    "trainer": {
+                        "callbacks": [
+                            {
+                                "class_path": "isp.lit.writer.RawPredictionWriter",
+                                "init_args": {"out_dir": str(out_dir)},
+                            }
+                        ]
+                    }
+                }
+            )
+        )
+        return [
+            *_args(
+                tmp_path,
+                "quickstart.yaml",
+                sample_root,
+                "--config",
+                str(writer),
+                "--model.init_weights",
+                str(weights),
+                "--data.eval_batch_size",
+                "1",
+                "--trainer.logger",
+                "false",
+                *extra,
+                subcommand="predict",
+            )
+        ]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the DDP processes (OMP_NUM_THREADS=1): the same sums
+    try:
+        single = main(args(tmp_path / "single", "--trainer.enable_progress_bar", "false"))
+    finally:
+        torch.set_num_threads(threads)
+    (writer,) = [c for c in single.trainer.callbacks if type(c).__name__ == "RawPredictionWriter"]
+    inputs = sorted(p.name for p in (sample_root / "test" / "noisy").glob("*.dng"))
+    assert writer.failures == [] and sorted(p.name for p in writer.written) == inputs
+
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        *args(
+            tmp_path / "ddp",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "ddp",
+            "--trainer.enable_progress_bar",
+            "false",
+        ),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stderr.splitlines() + proc.stdout.splitlines()
+    shares = sorted(line.split("wrote ")[1] for line in lines if "RawPredictionWriter rank" in line)
+    assert len(shares) == 2 and all(s.startswith("1 file") for s in shares), proc.stderr[-3000:]  # 2 frames
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == inputs
+    for name in inputs:
+        assert (tmp_path / "ddp" / name).read_bytes() == (tmp_path / "single" / name).read_bytes(), name

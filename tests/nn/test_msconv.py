@@ -449,6 +449,8 @@ def test_torch_compile(side_kernels):
     torch.manual_seed(0)
     m = _module(ch, 3, side_kernels)
     xs = [x.requires_grad_() for x in sources(ch, 2, 6, 6, torch.float32)]
+    # one graph: the compact path gives dynamo plain ops (it cannot trace the fused node's mark_dirty)
+    assert torch._dynamo.explain(m)(*xs).graph_break_count == 0
     compiled = torch.compile(m)
     out, ref = compiled(*xs), m(*xs)
     assert torch.allclose(out, ref, atol=1e-5)
@@ -553,3 +555,83 @@ def test_autocast_still_mixes_dtypes():
     args = (torch.randn(1, 4, 6, 7).bfloat16(), torch.randn(1, 2, 6), torch.randn(1, 2, 7), torch.randn(1, 1))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv(*args).shape == (1, 8, 6, 7)
+
+
+# ---------------------------------------------------------------- the fast paths and the weight checks
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("ch", [(3, 2, 2, 2), (3, 2, 2, 0), (3, 0, 2, 1), (3, 2, 0, 1), (3, 0, 0, 2)])
+def test_fused_side_pass_matches_tile_concat(ch, channels_last):
+    # rows and cols together go through one rank-2 baddbmm_ into the (contiguous) conv output;
+    # channels_last outputs take the two broadcast adds: both against the independent reference
+    torch.manual_seed(0)
+    m = MSConv2d(ch, 5, 3, padding=1, dtype=torch.float64)
+    xs = sources(ch, 2, 7, 9)
+    if channels_last:
+        xs[0] = xs[0].to(memory_format=torch.channels_last)
+    t = m.to_tile_concat()
+    conv = nn.Conv2d(sum(ch), 5, 3, padding=1, dtype=torch.float64)
+    with torch.no_grad():
+        conv.weight.copy_(t.weight)
+        conv.bias.copy_(t.bias)
+    ref = reference(conv, xs, (7, 9))
+    out = m(*xs)
+    assert (out - ref).abs().max() < 1e-12
+    wrt = [x.requires_grad_() for x in xs if x is not None]
+    g = torch.randn_like(ref)
+    g_ms = torch.autograd.grad(m(*xs), [*wrt, *m.parameters()], g)
+    g_ref = torch.autograd.grad(reference(conv, xs, (7, 9)), wrt, g)
+    for a, b in zip(g_ms[: len(wrt)], g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+    assert all(p is not None and p.abs().sum() > 0 for p in g_ms[len(wrt) :])
+
+
+def test_no_side_source_puts_the_bias_in_the_conv():
+    m = MSConv2d((3, 0, 0, 0), 4, 3, padding=1, dtype=torch.float64)
+    x = sources((3, 0, 0, 0), 2, 5, 6)[0]
+    assert torch.equal(m(x), F.conv2d(x, m.weight, m.bias, padding=1))
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "match"),
+    [
+        ("row_weight", (4, 2, 5), r"`row_weight` of shape \(4, C2, 3\) or \(4, C2, 3, 3\). Got \(4, 2, 5\)"),
+        ("col_weight", (4, 1, 3, 2), r"`col_weight` of shape \(4, C3, 3\) or \(4, C3, 3, 3\)"),
+        ("scalar_weight", (5, 2), r"`scalar_weight` of shape \(4, C4\) or \(4, C4, 3, 3\). Got \(5, 2\)"),
+        ("weight", (4, 3, 3), r"`weight` of shape \(4, C1 / groups, 3, 3\). Got \(4, 3, 3\)"),
+        ("bias", (5,), r"`bias` of shape \(C_out,\) = \(4,\). Got \(5,\)"),
+    ],
+)
+def test_wrong_weight_shapes_raise_with_a_sentence(name, shape, match):
+    ch = (3, 2, 1, 2)
+    m = MSConv2d(ch, 4, 3, padding=1)
+    weights = {n: getattr(m, n) for n in ("weight", "row_weight", "col_weight", "scalar_weight", "bias")}
+    weights[name] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=match):
+        ms_conv2d(*sources(ch, 2, 6, 7, torch.float32), *weights.values(), padding=1)
+
+
+def test_options_are_keyword_only():
+    ch = (3, 2, 1, 2)
+    m = MSConv2d(ch, 4, 3)
+    with pytest.raises(TypeError, match="positional"):
+        ms_conv2d(
+            *sources(ch, 2, 6, 7, torch.float32),
+            m.weight,
+            m.row_weight,
+            m.col_weight,
+            m.scalar_weight,
+            m.bias,
+            1,
+        )
+    with pytest.raises(ValueError, match="`kernel_size` to match"):
+        ms_conv2d(
+            *sources(ch, 2, 6, 7, torch.float32),
+            m.weight,
+            m.row_weight,
+            m.col_weight,
+            m.scalar_weight,
+            m.bias,
+            kernel_size=5,
+        )

@@ -159,3 +159,27 @@ def test_size_multiple_of_unet():
 def test_bad_side_input_shape_is_named():
     with pytest.raises(ValueError, match="`row`"):
         tiled_forward(lambda image, row: image, torch.rand(1, 4, 8, 8), torch.rand(1, 5, 7))
+
+
+def test_tile_workers_give_the_serial_result_bit_for_bit():
+    # workers run each tile with one intra-op thread and blend in the serial order
+    net = _random_unet("msconv")
+    torch.manual_seed(3)
+    h, w = 70, 93
+    x = torch.rand(1, 4, h, w)
+    row, col, sc = torch.randn(1, 5, h) * 0.3, torch.randn(1, 5, w) * 0.3, torch.randn(1, 5)
+    kw = {"tile": 40, "overlap": 16, "align": 4}
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        torch.set_num_threads(1)
+        try:
+            serial = tiled_forward(net, x, row, col, sc, **kw)
+        finally:
+            torch.set_num_threads(threads)
+        calls = []
+        parallel = tiled_forward(net, x, row, col, sc, workers=3, progress=lambda d, t: calls.append(d), **kw)
+    assert torch.get_num_threads() == threads  # restored
+    assert calls == list(range(1, len(calls) + 1)) and len(calls) > 3
+    assert torch.equal(parallel, serial)
+    with pytest.raises(ValueError, match="`workers`"):
+        tiled_forward(net, x, row, col, sc, workers=0, **kw)

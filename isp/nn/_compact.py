@@ -1,0 +1,191 @@
+"""Compact side kernels: the interior formula of the multi-source convolution, fused.
+
+With compact side weights ``row_weight (C_out, C2, kh)``, ``col_weight (C_out, C3, kw)`` and
+``scalar_weight (C_out, C4)`` the side sources contribute, at every output pixel ``(y, x)``,
+
+    out[n, :, y, x] += bias + W_sc s[n] + (W_row * r[n])[y] + (W_col * c[n])[x]
+
+(``*`` a 1-d convolution along the source's own axis, padded with the convolution's padding mode).
+This module adds those terms into the image convolution's output in place, as one autograd node,
+in one memory pass over the output (out of place under ``torch.compile``, which fuses the adds
+with the ops that follow). The derivation is in :mod:`isp.nn.functional`'s docstring.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from isp.nn._validate import Geometry
+
+__all__ = ["add_compact_side_terms", "unfold_1d"]
+
+
+def unfold_1d(x: Tensor, k: int, s: int, d: int, p0: int, p1: int, mode: str) -> Tensor:
+    """The taps of a 1-d convolution, im2col style: ``x (N, C, L)`` -> ``(N, C k, L_out)``."""
+    xp = F.pad(x, (p0, p1), mode=mode) if p0 or p1 else x
+    u = xp.unfold(2, d * (k - 1) + 1, s)  # (N, C, L_out, d (k - 1) + 1)
+    if d > 1:
+        u = u[..., ::d]
+    n, c, length = u.shape[0], u.shape[1], u.shape[2]
+    return u.permute(0, 1, 3, 2).reshape(n, c * k, length)
+
+
+def _matmul_add(weight: Tensor, u: Tensor, const: Tensor | None) -> Tensor:
+    """``weight (C_out, C, k) . u (N, C k, L) [+ const (N or 1, C_out)]`` -> ``(N, C_out, L)``."""
+    w = weight.reshape(weight.shape[0], -1)
+    if const is None:
+        return w @ u
+    n = u.shape[0]
+    return torch.baddbmm(const[:, :, None].expand(n, -1, u.shape[2]), w.expand(n, -1, -1), u)
+
+
+def add_rows_cols_(out: Tensor, rows: Tensor | None, cols: Tensor | None) -> Tensor:
+    """``out (N, C, H, W) += rows (N, C, H)[..., None] + cols (N, C, W)[..., None, :]``, in place.
+
+    Both in one memory pass when ``out`` is contiguous: per plane, ``out += [rows, 1] @ [1; cols]``
+    is a rank-2 ``baddbmm_``. Measured (one thread, batch 8, interleaved medians, the machine
+    busy): after a 4 -> 32 conv at 256², two broadcast ``add_`` cost the conv + 23%, the rank-2
+    ``baddbmm_`` + 12%; after 32 -> 32 at 128², + 11% and + 6%. On the adds alone (batch 8):
+    5.1 -> 3.0 ms at 32 x 256², 0.62 -> 0.48 ms at 64 x 64², equal at 256 x 16².
+    """
+    dtype = out.dtype
+    # below ~32 x 32 planes the batched rank-2 product costs more than it saves (measured)
+    if rows is not None and cols is not None and out.is_contiguous() and out.shape[2] * out.shape[3] >= 1024:
+        n, c, h, w = out.shape
+        ones = out.new_ones(1, 1, 1).expand(n * c, h, 1)
+        left = torch.cat([rows.to(dtype).reshape(n * c, h, 1), ones], 2)
+        right = torch.cat([ones[:, :1].expand(n * c, 1, w), cols.to(dtype).reshape(n * c, 1, w)], 1)
+        out.view(n * c, h, w).baddbmm_(left, right)
+        return out
+    if rows is not None:
+        out.add_(rows[:, :, :, None].to(dtype))
+    if cols is not None:
+        out.add_(cols[:, :, None, :].to(dtype))
+    return out
+
+
+def _constant(scalar: Tensor | None, scalar_weight: Tensor | None, bias: Tensor | None) -> Tensor | None:
+    """``bias + scalar @ scalar_weight^T``: ``(N or 1, C_out)`` or ``None``."""
+    if scalar is None:
+        return None if bias is None else bias[None, :]
+    if bias is None:
+        return scalar @ scalar_weight.t()
+    return torch.addmm(bias, scalar, scalar_weight.t())
+
+
+def _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
+    """The side terms into ``out``, in place, without autograd (one pass over ``out``)."""
+    # the per-channel constant (N, C_out) rides on the row vector, else on the column vector
+    const = _constant(scalar, scalar_weight, bias)
+    rows = cols = None
+    if u_row is not None:
+        rows, const = _matmul_add(row_weight, u_row, const), None
+    if u_col is not None:
+        cols, const = _matmul_add(col_weight, u_col, const), None
+    if const is not None:
+        out.add_(const[:, :, None, None].to(out.dtype))
+    return add_rows_cols_(out, rows, cols)
+
+
+def _add_functional(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
+    """The same sum out of place, for graph capture.
+
+    The compiler fuses the broadcast adds into one pass, with the pointwise ops that follow.
+    """
+    const = _constant(scalar, scalar_weight, bias)
+    if const is not None:
+        out = out + const[:, :, None, None].to(out.dtype)
+    if u_row is not None:
+        out = out + (row_weight.reshape(row_weight.shape[0], -1) @ u_row)[:, :, :, None].to(out.dtype)
+    if u_col is not None:
+        out = out + (col_weight.reshape(col_weight.shape[0], -1) @ u_col)[:, :, None, :].to(out.dtype)
+    return out
+
+
+class _CompactSideTerms(torch.autograd.Function):
+    """The compact side terms added into the conv output in place, as one autograd node.
+
+    Written by hand because, as ~15 separate ops per layer (reshape, matmul, view, add, their
+    backward nodes), their bookkeeping was most of what msconv cost over a plain conv in the UNet's
+    training step (docs/benchmarks.md, "Training step"). ``u_row (N, C2 kh, H_out)`` and
+    ``u_col (N, C3 kw, W_out)`` are the unfolded taps (:func:`unfold_1d`), so the gradient to the
+    row/col sources flows back through ordinary unfold ops. The backward is built from
+    differentiable ops, so double backward works too.
+    """
+
+    @staticmethod
+    def forward(ctx, out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias):
+        _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias)
+        ctx.mark_dirty(out)
+        ctx.save_for_backward(u_row, u_col, scalar, row_weight, col_weight, scalar_weight)
+        ctx.dtype = next(w.dtype for w in (row_weight, col_weight, scalar_weight, bias) if w is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        u_row, u_col, scalar, row_weight, col_weight, scalar_weight = ctx.saved_tensors
+        need = ctx.needs_input_grad  # out, u_row, u_col, scalar, row_w, col_w, scalar_w, bias
+        dtype = ctx.dtype
+        acc = None if grad.dtype == dtype else dtype  # accumulate in the parameters' dtype
+        g_rows = None if u_row is None else grad.sum(3, dtype=acc)  # (N, C_out, H_out)
+        g_cols = None if u_col is None else grad.sum(2, dtype=acc)  # (N, C_out, W_out)
+        if g_rows is not None:
+            g_const = g_rows.sum(2)
+        elif g_cols is not None:
+            g_const = g_cols.sum(2)
+        else:
+            g_const = grad.sum((2, 3), dtype=acc)
+        out = [grad, None, None, None, None, None, None, None]
+        for i, u, w, g in ((1, u_row, row_weight, g_rows), (2, u_col, col_weight, g_cols)):
+            if u is None:
+                continue
+            if need[i]:
+                out[i] = (w.reshape(w.shape[0], -1).t() @ g).to(u.dtype)
+            if need[i + 3]:
+                out[i + 3] = torch.bmm(g, u.to(dtype).transpose(1, 2)).sum(0).view_as(w)  # sum_n g u^T
+        if scalar is not None:
+            if need[3]:
+                out[3] = (g_const @ scalar_weight.to(dtype)).to(scalar.dtype)
+            if need[6]:
+                out[6] = g_const.t() @ scalar.to(dtype)
+        if need[7]:
+            out[7] = g_const.sum(0)
+        return tuple(out)
+
+
+def add_compact_side_terms(
+    out: Tensor,
+    row: Tensor | None,
+    col: Tensor | None,
+    scalar: Tensor | None,
+    row_weight: Tensor | None,
+    col_weight: Tensor | None,
+    scalar_weight: Tensor | None,
+    bias: Tensor | None,
+    geo: Geometry,
+) -> Tensor:
+    """``out (N, C_out, H_out, W_out)`` plus the compact side terms (module docstring), in place.
+
+    ``out`` is the image convolution's output (or zeros without an image); returns it.
+    """
+    if row is None and col is None and scalar is None and bias is None:
+        return out
+    kh, kw = geo.kernel
+    (sh, sw), (dh, dw), (pt, pb, pl, pr) = geo.stride, geo.dilation, geo.pad
+    args = (
+        out,
+        None if row is None else unfold_1d(row, kh, sh, dh, pt, pb, geo.mode),
+        None if col is None else unfold_1d(col, kw, sw, dw, pl, pr, geo.mode),
+        scalar,
+        None if row is None else row_weight,
+        None if col is None else col_weight,
+        None if scalar is None else scalar_weight,
+        bias,
+    )
+    if torch.compiler.is_compiling():  # dynamo cannot trace mark_dirty: give it plain ops to fuse
+        return _add_functional(*args)
+    if not torch.is_grad_enabled() or not any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        return _add_in_place(*args)  # no autograd node needed (inference): skip its set-up
+    return _CompactSideTerms.apply(*args)
