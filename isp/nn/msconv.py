@@ -7,6 +7,7 @@ docstring.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -75,10 +76,10 @@ class MSConv2d(nn.Module):
         dilation: int | tuple[int, int] = 1,
         groups: int = 1,
         bias: bool = True,
-        padding_mode: str = "zeros",
+        padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros",
         device=None,
         dtype=None,
-        side_kernels: str = "compact",
+        side_kernels: Literal["compact", "full"] = "compact",
     ) -> None:
         super().__init__()
         cfg = conv_config(
