@@ -10,7 +10,7 @@ Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at
 ``--compile`` adds each mode under ``torch.compile``. Measures, in one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
-   (``--tile``/``--overlap`` as predict.py's, default 1024/128 mosaic pixels), every mode in turn
+   (``--tile``/``--overlap`` as predict.py's, default 1024/192 mosaic pixels), every mode in turn
    in each of ``--repeats`` rounds (interleaved, medians).
 2. **Convolution efficiency**: the network's FLOPs per tile (``torch.utils.flop_counter``) over
    its time per tile, divided by the GFLOP/s of one large ``Conv2d`` (64 -> 64, 3x3, on a
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--compile", action="store_true", help="also every mode under torch.compile")
     p.add_argument("--repeats", type=int, default=3, help="interleaved throughput rounds")
     p.add_argument("--tile", type=int, default=1024, help="mosaic pixels, as predict.py")
-    p.add_argument("--overlap", type=int, default=128, help="mosaic pixels, as predict.py")
+    p.add_argument("--overlap", type=int, default=192, help="mosaic pixels, as predict.py")
     p.add_argument("--frame", type=int, default=2048, help="side of the throughput frame (mosaic)")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end runs")

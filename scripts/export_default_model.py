@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
         "data": data,
         "training": {
             "command": "; ".join(stages)
-            + f"; then python scripts/export_default_model.py {args.ckpt} {flags}",
+            + f"; then python scripts/export_default_model.py {args.ckpt} {flags}"
+            + (f" --init-steps {args.init_steps}" if args.init_steps else ""),
             "config": args.config if len(args.config) > 1 else args.config[0],
             "epochs": _epochs_trained(ckpt),
             "steps": (ckpt.get("global_step") or 0) + args.init_steps,

@@ -1,7 +1,7 @@
 """Denoise camera raw files from the command line (``isp-denoise``; ``python predict.py`` in a checkout).
 
     isp-denoise INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
-                [--tile 1024] [--overlap 128] [--device auto|cpu|cuda] [--overwrite]
+                [--tile 1024] [--overlap 192] [--device auto|cpu|cuda] [--overwrite]
                 [--threads N] [--parallel tiles|ops] [--precision auto|fp32|bf16|fp16]
                 [--compile]
 

@@ -36,8 +36,10 @@ __all__ = [
 
 TILE = 512
 """Default tile size in packed pixels (``predict.py --tile 1024`` mosaic pixels)."""
-OVERLAP = 64
-"""Default overlap of neighbouring tiles in packed pixels (``predict.py --overlap 128``)."""
+OVERLAP = 96
+"""Default overlap of neighbouring tiles in packed pixels (``predict.py --overlap 192``): the
+shipped model's tiled output is within 4e-5 of the untiled one at this overlap, 3e-4 at 64
+(``tests/weights/test_default_model.py``); the cost is 16% more tile area."""
 
 
 def for_network(frame: RawFrame) -> tuple[RawFrame, list[str]]:

@@ -33,7 +33,7 @@ def test_default_model_denoises_without_ckpt(sample_root, tmp_path, capfd):
 
 
 def test_default_settings_tile_like_the_untiled_frame(tmp_path):
-    # predict.py's defaults (--tile 1024 --overlap 128 mosaic pixels) on a frame of 2 x 2 tiles
+    # predict.py's defaults (--tile 1024 --overlap 192 mosaic pixels) on a frame of 2 x 2 tiles
     rng = np.random.default_rng(3)
     h, w, top, left = 1200, 1800, 8, 16
     yy, xx = np.mgrid[0:h, 0:w]
