@@ -129,11 +129,15 @@ class DenoiseModule(L.LightningModule):
             raise ValueError(f"Expected `num_previews` >= 0. Got {num_previews}.")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters()
+            # init_weights is where a run started, not part of the module: a checkpoint must load
+            # (load_from_checkpoint, resume) after those weights are gone
+            self.save_hyperparameters(ignore=["init_weights"])
         if isinstance(self.hparams.get("net"), nn.Module):
             # built in Python, not by the CLI (whose hparams hold net's class_path / init_args, what
             # isp.weights reads): the module lives in the state dict, the callables with the run
-            self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], frame=inspect.currentframe())
+            self.save_hyperparameters(
+                ignore=["net", "optimizer", "scheduler", "init_weights"], frame=inspect.currentframe()
+            )
         if init_weights is not None:
             _init_from(net, init_weights)
         self.net = net

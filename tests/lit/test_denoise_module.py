@@ -254,3 +254,23 @@ def test_init_weights_copies_the_shipped_model_and_rejects_another_architecture(
         assert torch.equal(value, shipped[name]), name
     with pytest.raises(ValueError, match="init_weights.*default"):
         DenoiseModule(UNet(**{**args, "base_width": 8}), init_weights="default")
+
+
+def test_a_fine_tuned_checkpoint_loads_without_its_starting_weights(tmp_path):
+    import json
+
+    arch = {"base_width": 4, "depth": 1, "conditioning": "film"}
+    start = tmp_path / "start.pt"  # exported weights: a state dict with its architecture beside it
+    torch.save(UNet(**arch).state_dict(), start)
+    start.with_suffix(".json").write_text(
+        json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": arch}})
+    )
+    tuned = DenoiseModule(UNet(**arch), init_weights=str(start))
+    assert "init_weights" not in tuned.hparams
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(tuned, DataLoader(TinyPairs(n=2), batch_size=2))
+    trainer.save_checkpoint(tmp_path / "tuned.ckpt")
+    start.unlink()
+    loaded = DenoiseModule.load_from_checkpoint(tmp_path / "tuned.ckpt", net=UNet(**arch))
+    for key, value in tuned.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value)
