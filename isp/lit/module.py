@@ -333,12 +333,16 @@ def _init_from(net: nn.Module, source: str) -> None:
     """Copy the weights of ``source`` ("default": the shipped model; or a checkpoint path) into ``net``.
 
     Fine-tuning starts here: the architectures must match exactly, else the error names the file and
-    the first parameters that differ.
+    the first parameters that differ. One exception: a UNet with a whole-line view
+    (``line_features``) may start from the same UNet without one; its ``line_*`` layers keep their
+    initialisation, which leaves the function unchanged (see :class:`isp.models.UNet`).
     """
     from isp.weights import load_model
 
     loaded = load_model(None if source == "default" else source)
     theirs, ours = loaded.net.state_dict(), net.state_dict()
+    if getattr(net, "line_features", 0) and not getattr(loaded.net, "line_features", 0):
+        theirs = {**{k: v for k, v in ours.items() if k.startswith("line_")}, **theirs}
     missing = sorted(set(ours) - set(theirs))
     unexpected = sorted(set(theirs) - set(ours))
     shapes = [k for k in ours if k in theirs and ours[k].shape != theirs[k].shape]

@@ -118,6 +118,14 @@ class UNet(nn.Module):
             divided by it on the way out (units of the output = units of the input).
         side_scale: row, col and scalar inputs are multiplied by this on the way in.
         padding_mode: padding of the 3x3 convs (``"zeros"`` as in SID).
+        line_features: channels of the whole-line view (0: none). The full-resolution decoder
+            features go through a 1x1 conv to this many channels, are averaged over every row and
+            every column of the (tile's) image, and come back as the row and column inputs of one
+            more 3x3 conditioned conv (a residual stage before the head, zero-initialised: a net
+            with this view starts as the same function as one without). A 3x3 receptive field
+            cannot tell a row offset (banding) from texture; a whole row of a few hundred pixels
+            can, far better than the masked pixels at its end. Needs ``conditioning`` "msconv" or
+            "tile_concat".
         noise_map: append the per-pixel noise std ``sqrt(a * max(x, 0) + b)`` of every plane as
             image channels (Brooks et al. 2019), ``a = 1e-3 * 2**scalar[:, 5]`` and
             ``b = 1e-5 * 4**scalar[:, 6]`` being the measured noise of
@@ -146,6 +154,7 @@ class UNet(nn.Module):
         side_scale: float = 0.1,
         padding_mode: PaddingMode = "zeros",
         noise_map: bool = False,
+        line_features: int = 0,
         device=None,
         dtype=None,
     ) -> None:
@@ -167,6 +176,12 @@ class UNet(nn.Module):
         ):
             _check_int(name, value, 0)
         _check_int("base_width", base_width, 1)
+        _check_int("line_features", line_features, 0)
+        if line_features and conditioning not in ("msconv", "tile_concat"):
+            raise ValueError(
+                "Expected `conditioning` 'msconv' or 'tile_concat' with `line_features` > 0 (the "
+                f"line view enters through row and column inputs). Got {conditioning!r}."
+            )
         _check_int("depth", depth, 0)
         if conditioning not in CONDITIONING:
             raise ValueError(f"Expected `conditioning` to be one of {CONDITIONING}. Got {conditioning!r}.")
@@ -190,6 +205,7 @@ class UNet(nn.Module):
         self.input_scale = float(input_scale)
         self.side_scale = float(side_scale)
         self.noise_map = bool(noise_map)
+        self.line_features = line_features
         factory = {"device": device, "dtype": dtype}
         widths = [base_width * 2**level for level in range(depth + 1)]
         stage = {
@@ -211,6 +227,19 @@ class UNet(nn.Module):
         self.decoders = nn.ModuleList(
             UNetStage(2 * widths[level], widths[level], **stage) for level in range(depth)
         )
+        if line_features:
+            self.line_proj = nn.Conv2d(widths[0], line_features, 1, **factory)
+            self.line_conv = ConditionedConv2d(
+                (widths[0], line_features, line_features, 0),
+                widths[0],
+                3,
+                conditioning,
+                padding_mode,
+                **factory,
+            )
+            for parameter in self.line_conv.parameters():
+                nn.init.zeros_(parameter)
+            self.line_act = nn.LeakyReLU(0.2)
         self.head = nn.Conv2d(widths[0], out_channels, 1, **factory)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -271,8 +300,15 @@ class UNet(nn.Module):
         for level in reversed(range(self.depth)):
             x = torch.cat([self.ups[level](x), skips[level]], dim=1)
             x = self.decoders[level](x, rows[level], cols[level], scalar)
+        if self.line_features:
+            x = x + self.line_act(self.line_conv(x, *self._line_view(x, h, w)))
         out = self.head(x)[..., :h, :w] / self.input_scale
         return image + out if self.residual else out
+
+    def _line_view(self, x: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
+        """Row and column means of the projected features over the image (padding left out)."""
+        z = self.line_proj(x)
+        return z[..., :w].mean(-1), z[..., :h, :].mean(-2)
 
     def extra_repr(self) -> str:
         """The constructor arguments that define the architecture."""
@@ -280,5 +316,6 @@ class UNet(nn.Module):
             f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
             f"side_channels={self.side_channels}, base_width={self.base_width}, depth={self.depth}, "
             f"conditioning={self.conditioning!r}, residual={self.residual}, "
-            f"input_scale={self.input_scale:g}, side_scale={self.side_scale:g}, noise_map={self.noise_map}"
+            f"input_scale={self.input_scale:g}, side_scale={self.side_scale:g}, noise_map={self.noise_map}, "
+            f"line_features={self.line_features}"
         )
