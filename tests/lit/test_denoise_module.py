@@ -274,3 +274,28 @@ def test_a_fine_tuned_checkpoint_loads_without_its_starting_weights(tmp_path):
     loaded = DenoiseModule.load_from_checkpoint(tmp_path / "tuned.ckpt", net=UNet(**arch))
     for key, value in tuned.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)
+
+
+def test_init_weights_adds_a_line_view_to_a_net_without_one(tmp_path):
+    import json
+
+    arch = {"base_width": 4, "depth": 1}
+    start = tmp_path / "start.pt"
+    torch.save(UNet(**arch).state_dict(), start)
+    start.with_suffix(".json").write_text(
+        json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": arch}})
+    )
+    base = UNet(**arch)
+    base.load_state_dict(torch.load(start))
+    tuned = DenoiseModule(UNet(**arch, line_features=2), init_weights=str(start))
+    for name, value in base.state_dict().items():
+        assert torch.equal(tuned.net.state_dict()[name], value), name
+    x = torch.rand(1, 4, 8, 8)
+    torch.testing.assert_close(tuned.net(x), base(x), rtol=0, atol=0)
+    # the other way round is still refused: dropping trained layers is not fine-tuning
+    torch.save(tuned.net.state_dict(), start)
+    start.with_suffix(".json").write_text(
+        json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": {**arch, "line_features": 2}}})
+    )
+    with pytest.raises(ValueError, match="init_weights"):
+        DenoiseModule(UNet(**arch), init_weights=str(start))

@@ -256,3 +256,86 @@ def test_closed_sets_of_strings_are_literal_types():
         assert inspect.signature(cls).parameters[name].default in typing.get_args(hint)
     with pytest.raises(ValueError, match="padding_mode"):
         ConditionedConv2d((4, 0, 0, 0), 4, conditioning="none", padding_mode="mirror")
+
+
+def _with_line_view(base: UNet, line_features: int) -> UNet:
+    """``base``'s architecture with a line view, holding ``base``'s weights (the line layers fresh)."""
+    args = dict(row_channels=base.side_channels[0], col_channels=base.side_channels[1])
+    args.update(scalar_channels=base.side_channels[2], base_width=base.base_width, depth=base.depth)
+    net = UNet(**args, conditioning=base.conditioning, line_features=line_features)
+    fresh = {k: v for k, v in net.state_dict().items() if k.startswith("line_")}
+    net.load_state_dict({**fresh, **base.state_dict()})
+    return net
+
+
+def _randomised(net: nn.Module, seed: int = 0, scale: float = 0.3) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return net
+
+
+@pytest.mark.parametrize("conditioning", ["msconv", "tile_concat"])
+def test_line_view_starts_as_the_same_function(conditioning):
+    torch.manual_seed(0)
+    base = _randomised(UNet(base_width=4, depth=2, conditioning=conditioning))
+    net = _with_line_view(base, 3)
+    x, row, col, scalar = (
+        torch.rand(2, 4, 20, 28),
+        torch.randn(2, 5, 20),
+        torch.randn(2, 5, 28),
+        torch.randn(2, 5),
+    )
+    torch.testing.assert_close(net(x, row, col, scalar), base(x, row, col, scalar), rtol=0, atol=0)
+
+
+def test_line_view_sees_the_whole_row_and_column():
+    # depth 1: the net without the line view has a receptive field of about ten pixels; with it,
+    # a pixel 50 columns away in the same row (or 50 rows away in the same column) reaches the output
+    torch.manual_seed(0)
+    base = _randomised(UNet(base_width=4, depth=1, row_channels=0, col_channels=0, scalar_channels=0))
+    net = _randomised(_with_line_view(base, 2), seed=1)
+    x = torch.rand(1, 4, 64, 64)
+    for y, z in ((2, 60), (60, 2)):  # far along the row; far along the column
+        moved = x.clone()
+        moved[0, :, y, z] += 1.0
+        with torch.no_grad():
+            assert torch.equal(base(moved)[0, :, 2, 2], base(x)[0, :, 2, 2])
+            assert (net(moved)[0, :, 2, 2] - net(x)[0, :, 2, 2]).abs().max() > 1e-4
+        # and only along its own row / column: a pixel far in both directions stays out of reach
+    moved = x.clone()
+    moved[0, :, 60, 60] += 1.0
+    with torch.no_grad():
+        assert torch.equal(net(moved)[0, :, 2, 2], net(x)[0, :, 2, 2])
+
+
+def test_line_view_means_leave_the_padding_out():
+    # H, W not multiples of 2**depth: the net pads internally, the line means cover the image only,
+    # so the result equals the same net's means computed by hand over the unpadded features
+    torch.manual_seed(0)
+    net = _randomised(
+        UNet(base_width=4, depth=2, row_channels=0, col_channels=0, scalar_channels=0, line_features=2)
+    )
+    feats = {}
+    net.line_proj.register_forward_hook(lambda m, i, o: feats.__setitem__("z", o))
+    seen = {}
+
+    def spy(module, args):
+        seen["row"], seen["col"] = args[1], args[2]
+
+    net.line_conv.register_forward_pre_hook(spy)
+    with torch.no_grad():
+        net(torch.rand(1, 4, 13, 10))
+    z = feats["z"]
+    assert z.shape[-2:] == (16, 12)
+    torch.testing.assert_close(seen["row"], z[..., :10].mean(-1))
+    torch.testing.assert_close(seen["col"], z[..., :13, :].mean(-2))
+
+
+def test_line_view_needs_row_and_column_conditioning():
+    for conditioning in ("none", "film"):
+        with pytest.raises(ValueError, match="line_features"):
+            UNet(base_width=4, depth=1, conditioning=conditioning, line_features=2)
+    with pytest.raises(ValueError, match="line_features"):
+        UNet(base_width=4, depth=1, line_features=-1)
