@@ -188,7 +188,8 @@ def model_inputs(
     black = float(np.mean(frame.black_level))
     floor = -black / (float(frame.white_level) - black)
     ob = frame.optical_black
-    noise = estimate_noise(planes, masked=[ob.left, ob.right], iso=metadata.iso, floor=floor + 1e-9)
+    floor += 1e-9  # 0 DN itself counts as at the floor; the same floor for both masked-pixel fits
+    noise = estimate_noise(planes, masked=[ob.left, ob.right], iso=metadata.iso, floor=floor)
     h = planes.shape[1]
     banding = np.zeros((2, h), np.float32)
     if destripe:

@@ -13,7 +13,9 @@ offset's variance from its Fisher information, which grows as a row's pixels cli
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +70,10 @@ def censored_rows(block: np.ndarray, floor: float, *, iterations: int = 60) -> C
         iterations: EM iterations (each is a few vector operations on ``block``).
 
     Returns:
-        :class:`CensoredRows`.
+        :class:`CensoredRows` (read-only arrays). The last fit is kept: a frame asks for its
+        read noise (:func:`isp.noise.estimate.ob_read_variance`) and then for its row offsets
+        (:func:`isp.data.inputs.model_inputs`) from the same pixels, and the second call returns
+        the first fit.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -81,6 +86,30 @@ def censored_rows(block: np.ndarray, floor: float, *, iterations: int = 60) -> C
     v = np.asarray(block, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] < 2:
         raise ValueError(f"Expected `block` of shape (rows, M >= 2). Got {v.shape}.")
+    # one frame asks twice (its read noise, then its row offsets): the last fit is kept
+    key = (
+        float(floor),
+        int(iterations),
+        v.shape,
+        hashlib.blake2b(np.ascontiguousarray(v), digest_size=16).digest(),
+    )
+    with _LAST_LOCK:
+        last = _LAST.get(key)
+    if last is not None:
+        return last
+    fit = _fit(v, float(floor), iterations)
+    with _LAST_LOCK:
+        _LAST.clear()
+        _LAST[key] = fit
+    return fit
+
+
+_LAST: dict[tuple, CensoredRows] = {}
+_LAST_LOCK = threading.Lock()
+
+
+def _fit(v: np.ndarray, floor: float, iterations: int) -> CensoredRows:
+    """:func:`censored_rows` on a validated float64 ``block``."""
     cens = clipped(v, floor)
     m = v.shape[1]
     med = np.median(v, axis=1, keepdims=True)
@@ -122,4 +151,6 @@ def censored_rows(block: np.ndarray, floor: float, *, iterations: int = 60) -> C
         sigma = max(float(np.nan_to_num(sigma, nan=0.0, posinf=0.0)), 1e-12)
         o = med[:, 0]
         variances = np.full(o.shape, sigma**2 * (math.pi / 2) / m)
+    o, variances = np.array(o), np.array(variances)
+    o.flags.writeable = variances.flags.writeable = False  # a kept fit is shared between callers
     return CensoredRows(o, variances, sigma, float(cens.mean()))

@@ -71,3 +71,38 @@ def test_censored_rows_stays_finite_on_degenerate_pixels(block):
         fit = censored_rows(block, 0.0)
     assert np.isfinite(fit.offsets).all() and np.isfinite(fit.variances).all()
     assert (fit.variances > 0).all() and np.isfinite(fit.sigma) and fit.sigma > 0
+
+
+def test_a_frame_fits_its_clipped_masked_pixels_once(monkeypatch):
+    """Read noise (estimate_noise) and row offsets (model_inputs) come from one censored fit."""
+    import isp.noise.masked as masked
+    from isp.data.inputs import model_inputs
+    from isp.raw import frame_from_sensor
+
+    rng = np.random.default_rng(5)
+    h, w, m = 128, 160, 16
+    sensor = np.clip(64 + rng.normal(0, 300, (h, w)) + rng.normal(0, 150, (h, 1)), 0, 16383)
+    sensor[:, m:] += 3000
+    frame = frame_from_sensor(
+        np.round(sensor).astype(np.uint16),
+        cfa="RGGB",
+        black_level=64,
+        white_level=16383,
+        active_area=(0, m, h, w),
+    )
+    fits = []
+    real = masked._fit
+    monkeypatch.setattr(masked, "_fit", lambda *args: fits.append(real(*args)) or fits[-1])
+    masked._LAST.clear()
+    first = model_inputs(frame)
+    assert len(fits) == 1
+    # the kept fit is the fit: a fresh one on the same pixels gives the same inputs
+    masked._LAST.clear()
+    again = model_inputs(frame)
+    assert len(fits) == 2
+    for name in ("image", "row", "col", "scalar"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+    block = np.asarray(frame.optical_black.left, dtype=np.float64)
+    kept = censored_rows(block, 0.0)
+    assert censored_rows(block, 0.0) is kept and not kept.offsets.flags.writeable
+    assert censored_rows(block + 1e-3, 0.0) is not kept
