@@ -310,9 +310,57 @@ def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
     assert len(cli.datamodule.scenes.images) == 2
 
 
+def test_fast_dev_run_production_stage_3_adds_the_line_view_to_stage_2_weights(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from isp.models import UNet
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(
+        photos / "0.png"
+    )
+    arch = {"row_channels": 7, "col_channels": 5, "scalar_channels": 8, "noise_map": True}
+    arch |= {"base_width": 4, "depth": 2}
+    torch.manual_seed(0)
+    stage2 = UNet(**arch)
+    start = tmp_path / "stage2.pt"
+    torch.save(stage2.state_dict(), start)
+    start.with_suffix(".json").write_text(
+        json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": arch}})
+    )
+    stages = ("production.yaml", "production_finetune.yaml", "production_line.yaml")
+    args = ["fit", *(a for f in stages for a in ("--config", str(CONFIGS / f)))]
+    args += ["--model.init_weights", str(start), "--data.scenes.init_args.images", f"[{photos}]"]
+    args += ["--data.scenes.init_args.raws", "[]", "--data.num_workers", "0", "--data.crop_size", "16"]
+    args += ["--data.eval_crop_size", "16", "--data.batch_size", "2", "--data.eval_size", "2", *TINY]
+    args += ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    args += ["--checkpoint.dirpath", str(tmp_path / "ckpt"), "--trainer.fast_dev_run", "true"]
+    args += [
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_steps",
+        "1",
+        "--model.optimizer.init_args.lr",
+        "0",
+    ]
+    cli = main(args)
+    net = cli.model.net
+    assert net.line_features == 8 and cli.datamodule.reference_noise == 1.0
+    assert cli.datamodule.crop_size == 16 and cli.model.net.side_channels == (7, 5, 8)
+    # after one step at lr 0 the stage-2 weights are still there, the line view added to them
+    for name, value in stage2.state_dict().items():
+        assert torch.equal(net.state_dict()[name].cpu(), value), name
+    assert cli.trainer.global_step == 1
+
+
 def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
+    used |= {"production_line.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
     assert on_disk == used
