@@ -63,7 +63,9 @@ class RawDataModule(L.LightningDataModule):
             (``sid`` always does; ``sample`` and ``synthetic`` never need to).
         max_gain: cap on that ratio (SID: 300).
         crop_size: training crop side in packed pixels (the network sees ``(4, crop_size,
-            crop_size)``; ``2 * crop_size`` mosaic pixels); ``None`` trains on whole frames.
+            crop_size)``; ``2 * crop_size`` mosaic pixels), or ``(height, width)`` (wide crops
+            show the network long rows, see ``UNet(line_features=...)``); ``None`` trains on
+            whole frames.
         eval_crop_size: centre crop for validation / test / predict in packed pixels; ``None``
             (default) uses whole frames. Whole frames (for training too) and evaluation crops
             larger than a frame are cut to the largest packed size that all frames of the split
@@ -106,7 +108,7 @@ class RawDataModule(L.LightningDataModule):
         noise: SyntheticNoise | None = None,
         amplify: bool = False,
         max_gain: float = 300.0,
-        crop_size: int | None = 128,
+        crop_size: int | tuple[int, int] | None = 128,
         eval_crop_size: int | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
@@ -148,11 +150,22 @@ class RawDataModule(L.LightningDataModule):
             )
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"Expected `num_workers` to be an int >= 0. Got {num_workers!r}.")
-        for name, value in (("crop_size", crop_size), ("eval_crop_size", eval_crop_size)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(
-                    f"Expected `{name}` to be a positive int (packed pixels) or None. Got {value!r}."
-                )
+        if isinstance(crop_size, list):  # a YAML or JSON pair
+            crop_size = tuple(crop_size)
+        positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
+        if not (
+            crop_size is None
+            or positive(crop_size)
+            or (isinstance(crop_size, tuple) and len(crop_size) == 2 and all(map(positive, crop_size)))
+        ):
+            raise ValueError(
+                "Expected `crop_size` to be a positive int, (height, width) of positive ints (packed "
+                f"pixels) or None. Got {crop_size!r}."
+            )
+        if eval_crop_size is not None and not positive(eval_crop_size):
+            raise ValueError(
+                f"Expected `eval_crop_size` to be a positive int (packed pixels) or None. Got {eval_crop_size!r}."
+            )
         if source != "synthetic" and noise is not None:
             raise ValueError(f"Expected `noise` only with source 'synthetic'. Got source {source!r}.")
         self.save_hyperparameters(ignore=["noise", "scenes", "camera"])

@@ -173,43 +173,58 @@ class SceneMix:
                 self._raws[path] = None
         return self._raws[path]
 
-    def draw(self, size: int, rng: np.random.Generator) -> tuple[np.ndarray, str, np.ndarray, np.ndarray]:
-        """A clean camera mosaic ``(size, size)`` at a random CFA phase, its CFA, WB and colour matrix.
+    def draw(
+        self, size: int | tuple[int, int], rng: np.random.Generator
+    ) -> tuple[np.ndarray, str, np.ndarray, np.ndarray]:
+        """A clean camera mosaic ``(size, size)`` (or ``size = (height, width)``) at a random CFA
+        phase, its CFA, WB and colour matrix.
 
-        The mosaic's mean is not normalised (see :class:`SceneDataset`).
+        The mosaic's mean is not normalised (see :class:`SceneDataset`). For a wide (or tall)
+        crop a photo or raw is turned so that its long side runs along the crop's: long crops
+        take whole rows of a photo rather than upsampled ones.
         """
+        sh, sw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         pipeline = random_pipeline(rng)
-        full = size + 2
+        fh, fw = sh + 2, sw + 2
+        wide = fh != fw
         kind = int(rng.choice(3, p=self.weights))
         mosaic = None
         if kind == 1:
             m = self._raw(self.raws[int(rng.integers(len(self.raws)))])
-            if m is not None and m.shape[0] >= full and m.shape[1] >= full:
-                y = int(rng.integers(0, (m.shape[0] - full) // 2 + 1)) * 2
-                x = int(rng.integers(0, (m.shape[1] - full) // 2 + 1)) * 2
-                mosaic = m[y : y + full, x : x + full]
+            if m is not None and wide and (fh > fw) != (m.shape[0] > m.shape[1]):
+                m = m.T  # a transposed RGGB mosaic is RGGB (Gr and Gb swap, both green)
+            if m is not None and m.shape[0] >= fh and m.shape[1] >= fw:
+                y = int(rng.integers(0, (m.shape[0] - fh) // 2 + 1)) * 2
+                x = int(rng.integers(0, (m.shape[1] - fw) // 2 + 1)) * 2
+                mosaic = m[y : y + fh, x : x + fw]
         if kind == 0 and self.images:
             img = self._image(self.images[int(rng.integers(len(self.images)))])
+            if wide and (fh > fw) != (img.shape[0] > img.shape[1]):
+                img = img.transpose(1, 0, 2)
             factor = float(rng.uniform(*self.downscale))
-            side = min(int(math.ceil(full * factor)), img.shape[0], img.shape[1])
-            y = int(rng.integers(0, img.shape[0] - side + 1))
-            x = int(rng.integers(0, img.shape[1] - side + 1))
-            patch = img[y : y + side, x : x + side]
-            if side != full:
+            if wide:  # the crop's aspect, scaled down by the factor or less where the photo ends
+                scale = min(factor, img.shape[0] / fh, img.shape[1] / fw)
+                ph, pw = min(int(math.ceil(fh * scale)), img.shape[0]), min(int(math.ceil(fw * scale)), img.shape[1])
+            else:
+                ph = pw = min(int(math.ceil(fh * factor)), img.shape[0], img.shape[1])
+            y = int(rng.integers(0, img.shape[0] - ph + 1))
+            x = int(rng.integers(0, img.shape[1] - pw + 1))
+            patch = img[y : y + ph, x : x + pw]
+            if (ph, pw) != (fh, fw):
                 from PIL import Image
 
-                patch = np.asarray(Image.fromarray(patch).resize((full, full), Image.BILINEAR))
+                patch = np.asarray(Image.fromarray(patch).resize((fw, fh), Image.BILINEAR))
             if rng.random() < 0.5:
                 patch = patch[:, ::-1]
-            if rng.random() < 0.5:
-                patch = patch.transpose(1, 0, 2)
-            cam = unprocess(patch.astype(np.float64) / 255.0, pipeline)
+            if rng.random() < 0.5:  # a square crop may turn, a wide one flips upside down
+                patch = patch[::-1] if wide else patch.transpose(1, 0, 2)
+            cam = unprocess(np.ascontiguousarray(patch, dtype=np.float64) / 255.0, pipeline)
             mosaic = mosaic_from_rgb(cam, "RGGB")
         if mosaic is None:
-            cam = dead_leaves((full, full), rng) / pipeline.wb
+            cam = dead_leaves((fh, fw), rng) / pipeline.wb
             mosaic = mosaic_from_rgb(cam, "RGGB")
         dy, dx = int(rng.integers(2)), int(rng.integers(2))
-        crop = np.asarray(mosaic[dy : dy + size, dx : dx + size], dtype=np.float32)
+        crop = np.asarray(mosaic[dy : dy + sh, dx : dx + sw], dtype=np.float32)
         return crop, _PHASES[(dy, dx)], pipeline.wb, pipeline.cam_to_srgb
 
 
@@ -219,7 +234,7 @@ class SceneDataset(Dataset):
     Args:
         scenes: the clean scenes.
         noise: the camera/noise sampler.
-        crop_size: side of the network's input in packed pixels.
+        crop_size: side of the network's input in packed pixels, or ``(height, width)``.
         length: items per epoch.
         train: fresh random items every time (else item ``i`` is fixed by ``seed`` and ``i``).
         seed: base seed.
@@ -244,7 +259,7 @@ class SceneDataset(Dataset):
         scenes: SceneMix,
         noise: CameraNoise,
         *,
-        crop_size: int = 64,
+        crop_size: int | tuple[int, int] = 64,
         length: int = 1000,
         train: bool = True,
         seed: int = 0,
@@ -255,8 +270,18 @@ class SceneDataset(Dataset):
         reference_a: tuple[float, float] = (5e-6, 8e-5),
         reference_b: tuple[float, float] = (1e-8, 5e-6),
     ) -> None:
-        if not (isinstance(crop_size, int) and crop_size >= 8):
-            raise ValueError(f"Expected `crop_size` to be an int >= 8 (packed pixels). Got {crop_size!r}.")
+        if isinstance(crop_size, list):
+            crop_size = tuple(crop_size)
+        sides = (crop_size,) if isinstance(crop_size, int) else crop_size
+        if not (
+            isinstance(sides, tuple)
+            and len(sides) in ((1,) if isinstance(crop_size, int) else (2,))
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 8 for c in sides)
+        ):
+            raise ValueError(
+                f"Expected `crop_size` to be an int >= 8 or (height, width) of ints >= 8 (packed pixels). "
+                f"Got {crop_size!r}."
+            )
         self.scenes, self.noise, self.crop_size = scenes, noise, crop_size
         self.length, self.train, self.seed = int(length), train, int(seed)
         self.level, self.vector_scale = tuple(level), float(vector_scale)
@@ -282,9 +307,9 @@ class SceneDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         """One item (see the class docstring)."""
         rng = self._rng(index)
-        c = self.crop_size
-        size = 2 * int(math.ceil(c * self.context)) + 2
-        clean, cfa, wb, cam_to_srgb = self.scenes.draw(size, rng)
+        ch, cw = (self.crop_size,) * 2 if isinstance(self.crop_size, int) else self.crop_size
+        size = tuple(2 * int(math.ceil(c * self.context)) + 2 for c in (ch, cw))
+        clean, cfa, wb, cam_to_srgb = self.scenes.draw(size[0] if ch == cw else size, rng)
         target_mean = math.exp(rng.uniform(math.log(self.level[0]), math.log(self.level[1])))
         clean = clean * np.float32(target_mean / max(float(clean.mean()), 1e-6))
         if rng.random() < self.reference_noise:
@@ -306,7 +331,7 @@ class SceneDataset(Dataset):
             cfa=cfa,
             black_level=model.black,
             white_level=model.white,
-            active_area=(0, m, size, m + size),
+            active_area=(0, m, size[0], m + size[1]),
             metadata=meta,
         )
         with warnings.catch_warnings():  # a configured ISO range may go past ISO_RANGE on purpose
@@ -314,12 +339,12 @@ class SceneDataset(Dataset):
             x = model_inputs(frame, vector_scale=self.vector_scale)
         target, _ = pack(clean, cfa)
         h, w = target.shape[1:]
-        top = int(rng.integers(0, h - c + 1)) if self.train else (h - c) // 2
-        left = int(rng.integers(0, w - c + 1)) if self.train else (w - c) // 2
-        item = crop_inputs(x, top, left, c, c)
+        top = int(rng.integers(0, h - ch + 1)) if self.train else (h - ch) // 2
+        left = int(rng.integers(0, w - cw + 1)) if self.train else (w - cw) // 2
+        item = crop_inputs(x, top, left, ch, cw)
         item = {k: torch.from_numpy(v) for k, v in item.items()}
         item["target"] = torch.from_numpy(
-            np.ascontiguousarray(target[:, top : top + c, left : left + c], dtype=np.float32)
+            np.ascontiguousarray(target[:, top : top + ch, left : left + cw], dtype=np.float32)
         )
         item["wb"] = torch.as_tensor(wb, dtype=torch.float32)
         item["cam_to_srgb"] = torch.as_tensor(cam_to_srgb, dtype=torch.float32)

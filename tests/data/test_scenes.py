@@ -132,3 +132,41 @@ def test_a_stored_decimated_mosaic_is_the_raw_files_decimation(tmp_path, raw_wri
     np.save(tmp_path / "odd.npy", np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="even sides"):
         load_mosaic(tmp_path / "odd.npy")
+
+
+def test_wide_crops_take_long_rows_of_every_kind_of_scene(tmp_path):
+    # a portrait photo and a portrait mosaic: a wide crop turns them so that its rows are theirs
+    photo = np.zeros((200, 60, 3), np.uint8)
+    photo[:, :, 1] = np.linspace(0, 255, 200, dtype=np.uint8)[:, None]  # a ramp down the photo
+    Image.fromarray(photo).save(tmp_path / "portrait.png")
+    mosaic = np.tile(np.array([[0.1, 0.2], [0.3, 0.4]], np.float16), (100, 30))  # 200 x 60
+    np.save(tmp_path / "portrait.npy", mosaic)
+    first = {"RGGB": (0.1,), "GRBG": (0.2, 0.3), "GBRG": (0.2, 0.3), "BGGR": (0.4,)}
+    for weights in ((1, 0, 0), (0, 1, 0), (0, 0, 1)):
+        mix = SceneMix(images=[tmp_path], raws=[tmp_path], weights=weights)
+        for seed in range(4):
+            crop, cfa, _, _ = mix.draw((20, 150), np.random.default_rng(seed))
+            assert crop.shape == (20, 150) and crop.dtype == np.float32
+            if weights[1]:  # the turned mosaic is still the stored Bayer pattern, not resampled
+                # (turning swaps the two greens: either one is green at a G phase)
+                assert any(crop[0, 0] == pytest.approx(v, abs=1e-3) for v in first[cfa])
+                np.testing.assert_allclose(crop[:, :2], crop[:, 2:4])
+            if weights[0]:  # the photo's ramp now runs along the rows: no upsampled 60-pixel width
+                green = crop[(0 if cfa in ("GRBG", "GBRG") else 1) :: 2, 0::2]
+                assert np.ptp(green.mean(axis=0)) > 5 * np.ptp(green.mean(axis=1))
+
+
+def test_wide_training_crops_follow_the_batch_contract(photos):
+    mix = SceneMix(images=[photos], weights=(1, 0, 1))
+    item = SceneDataset(mix, CameraNoise(), crop_size=(16, 40), length=2)[0]
+    assert item["image"].shape == item["target"].shape == (4, 16, 40)
+    assert item["row"].shape == (7, 16) and item["col"].shape == (5, 40)
+    dm = RawDataModule(source="scenes", scenes=mix, crop_size=[16, 40], eval_crop_size=24, batch_size=2)
+    assert next(iter(dm.train_dataloader()))["image"].shape == (2, 4, 16, 40)
+    assert next(iter(dm.val_dataloader()))["image"].shape[-2:] == (24, 24)
+    for bad in ((16, 4), (16,), 0, "wide"):
+        with pytest.raises(ValueError, match="crop_size"):
+            SceneDataset(mix, CameraNoise(), crop_size=bad)
+        if bad != (16, 4):
+            with pytest.raises(ValueError, match="crop_size"):
+                RawDataModule(source="scenes", scenes=mix, crop_size=bad)
