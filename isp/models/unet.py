@@ -177,14 +177,14 @@ class UNet(nn.Module):
             _check_int(name, value, 0)
         _check_int("base_width", base_width, 1)
         _check_int("line_features", line_features, 0)
+        _check_int("depth", depth, 0)
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"Expected `conditioning` to be one of {CONDITIONING}. Got {conditioning!r}.")
         if line_features and conditioning not in ("msconv", "tile_concat"):
             raise ValueError(
                 "Expected `conditioning` 'msconv' or 'tile_concat' with `line_features` > 0 (the "
                 f"line view enters through row and column inputs). Got {conditioning!r}."
             )
-        _check_int("depth", depth, 0)
-        if conditioning not in CONDITIONING:
-            raise ValueError(f"Expected `conditioning` to be one of {CONDITIONING}. Got {conditioning!r}.")
         if residual and in_channels != out_channels:
             raise ValueError(
                 "Expected `out_channels` to equal `in_channels` when `residual=True`. "
