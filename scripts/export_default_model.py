@@ -4,9 +4,11 @@ The default model is the production recipe's network::
 
     python train.py fit --config configs/production.yaml
     python train.py fit --config configs/production.yaml --config configs/production_finetune.yaml
-    python scripts/export_default_model.py runs/production_ft/checkpoints/last.ckpt \
+    python train.py fit --config configs/production.yaml --config configs/production_finetune.yaml \
+        --config configs/production_line.yaml
+    python scripts/export_default_model.py runs/production_line/checkpoints/last.ckpt \
         --config configs/production.yaml --config configs/production_finetune.yaml \
-        --init-steps 9000 --devset ../shared/devset
+        --config configs/production_line.yaml --init-steps 18000 --devset ../shared/devset
 
 The checkpoint is read with ``torch.load(weights_only=True)`` (:func:`isp.weights.load_model`), the
 network validated through ``predict.py``'s own path (read, model inputs, tiles, unpack) on the
@@ -74,11 +76,17 @@ LICENCES = {
 }
 
 
-def _card(config_path: Path) -> dict:
-    """Training data (with licences) and noise model of a ``source: scenes`` recipe, for the card."""
+def _card(config_paths: list[Path]) -> dict:
+    """Training data (with licences) and noise model of a ``source: scenes`` recipe, for the card.
+
+    The ``data`` sections of a composed recipe are merged in order (a later stage's keys win), so
+    the card shows what the last stage trained on.
+    """
     import yaml
 
-    data = (yaml.safe_load(config_path.read_text()) or {}).get("data", {})
+    data: dict = {}
+    for path in config_paths:
+        data.update((yaml.safe_load(path.read_text()) or {}).get("data", {}))
     if data.get("source") != "scenes":
         return {}
     scenes = data.get("scenes", {}).get("init_args", {})
@@ -98,6 +106,7 @@ def _card(config_path: Path) -> dict:
             "1e-4..6e-4 of the range, banding on 60% up to 1.5 read std, EXIF ISO 2-32x "
             "overstated on 25%, rounding and clipping",
             "reference_noise": data.get("reference_noise", 0.0),
+            "reference_a": data.get("reference_a"),
             "crop_size": data.get("crop_size"),
             "batch_size": data.get("batch_size"),
         },
@@ -189,9 +198,11 @@ def main(argv: list[str] | None = None) -> dict:
         "inputs_version": loaded.data["inputs_version"],
     }
     flags = " ".join(f"--config {c}" for c in args.config)
-    stages = [f"python train.py fit --config {c}" for c in args.config[:1]]
-    if len(args.config) > 1:
-        stages.append(f"python train.py fit {flags}")
+    # stage i composes the first i configs (each stage's config names the previous checkpoint)
+    stages = [
+        "python train.py fit " + " ".join(f"--config {c}" for c in args.config[: i + 1])
+        for i in range(len(args.config))
+    ]
     config = {
         "model": loaded.model,
         "data": data,
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parameters": count_parameters(loaded.net),
         "size_bytes": weights.stat().st_size,
     }
-    config.update(_card(ROOT / args.config[0]))
+    config.update(_card([ROOT / c for c in args.config]))
     card = args.out / "default.json"
     card.write_text(json.dumps(config, indent=2) + "\n")
     if args.devset is not None:
