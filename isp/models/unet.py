@@ -239,7 +239,7 @@ class UNet(nn.Module):
             )
             for parameter in self.line_conv.parameters():
                 nn.init.zeros_(parameter)
-            self.line_act = nn.LeakyReLU(0.2)
+            self.line_act = nn.LeakyReLU(0.2, inplace=True)
         self.head = nn.Conv2d(widths[0], out_channels, 1, **factory)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -301,7 +301,9 @@ class UNet(nn.Module):
             x = torch.cat([self.ups[level](x), skips[level]], dim=1)
             x = self.decoders[level](x, rows[level], cols[level], scalar)
         if self.line_features:
-            x = x + self.line_act(self.line_conv(x, *self._line_view(x, h, w)))
+            y = self.line_act(self.line_conv(x, *self._line_view(x, h, w)))
+            # without autograd the decoder output is not needed again: add in place (one pass less)
+            x = x + y if torch.is_grad_enabled() else x.add_(y)
         out = self.head(x)[..., :h, :w] / self.input_scale
         return image + out if self.residual else out
 

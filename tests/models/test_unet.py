@@ -339,3 +339,22 @@ def test_line_view_needs_row_and_column_conditioning():
             UNet(base_width=4, depth=1, conditioning=conditioning, line_features=2)
     with pytest.raises(ValueError, match="line_features"):
         UNet(base_width=4, depth=1, line_features=-1)
+
+
+def test_line_view_is_the_same_function_with_and_without_autograd():
+    # inference adds the line view in place; training out of place, with a gradient to every layer
+    torch.manual_seed(0)
+    net = _randomised(UNet(base_width=4, depth=2, line_features=3))
+    x, row, col, scalar = (
+        torch.rand(2, 4, 24, 40),
+        torch.randn(2, 5, 24),
+        torch.randn(2, 5, 40),
+        torch.randn(2, 5),
+    )
+    with torch.no_grad():
+        expected = net(x, row, col, scalar)
+    out = net(x, row, col, scalar)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    out.square().sum().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
