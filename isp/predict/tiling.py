@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -85,20 +86,59 @@ def size_multiple(net: object) -> int:
     return 2**depth if isinstance(depth, int) else 1
 
 
-def free_cores() -> int:
+def cpu_busy(cpus: list[int] | None = None, window: float = 0.2) -> dict[int, float] | None:
+    """The fraction of time each CPU spent busy over the next ``window`` seconds (Linux).
+
+    Read from ``/proc/stat`` twice (idle and iowait count as idle). ``cpus``: the CPUs to report
+    (default: this process's affinity mask). Returns None where ``/proc/stat`` cannot be read.
+    """
+
+    def read() -> dict[int, tuple[int, int]]:
+        ticks = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name != "cpu":
+                    values = [int(v) for v in fields[:8]]
+                    ticks[int(name[3:])] = (sum(values), values[3] + values[4])
+        return ticks
+
+    try:
+        cpus = sorted(os.sched_getaffinity(0)) if cpus is None else list(cpus)
+        before = read()
+        time.sleep(window)
+        after = read()
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
+    busy = {}
+    for cpu in cpus:
+        if cpu in before and cpu in after:
+            total = after[cpu][0] - before[cpu][0]
+            idle = after[cpu][1] - before[cpu][1]
+            busy[cpu] = 1.0 - idle / total if total > 0 else 0.0
+    return busy or None
+
+
+def free_cores(window: float = 0.2) -> int:
     """The CPU cores this process may use that other work is not using now (at least 1).
 
-    The cores of the process's affinity mask minus the 1-minute load average, rounded: on an idle
-    2-core machine 2, with another job busy on one core 1.
+    The cores of the process's affinity mask minus the cores busy over the next ``window``
+    seconds (:func:`cpu_busy`), rounded: on an idle 2-core machine 2, with another job busy on
+    one core 1. Where ``/proc/stat`` cannot be read, the 1-minute load average stands in (it lags:
+    a minute after a job ends it still counts it).
     """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
+    busy = cpu_busy(window=window) if window > 0 else None
+    if busy is not None:
+        load = sum(busy.values())
+    else:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
     return max(1, min(cores, int(cores - load + 0.5)))
 
 

@@ -5,8 +5,10 @@ No-clobber, interruption, output folders and input discovery: test_predict_cli_s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -378,9 +380,36 @@ def test_free_cores_is_between_one_and_the_affinity_mask(monkeypatch):
     from isp.predict import tiling as inference
 
     monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    for busy, expected in (({0: 0.05, 1: 0.1}, 2), ({0: 0.9, 1: 0.3}, 1), ({0: 1.0, 1: 1.0}, 1)):
+        monkeypatch.setattr(inference, "cpu_busy", lambda window, busy=busy: busy)
+        assert inference.free_cores() == expected
+    # without /proc/stat the 1-minute load average stands in
+    monkeypatch.setattr(inference, "cpu_busy", lambda window: None)
     for load, expected in ((0.1, 2), (1.2, 1), (7.0, 1)):
         monkeypatch.setattr(inference.os, "getloadavg", lambda load=load: (load, load, load))
         assert inference.free_cores() == expected
+
+
+@pytest.mark.skipif(
+    not Path("/proc/stat").is_file() or len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2,
+    reason="needs Linux /proc/stat and 2 CPUs",
+)
+def test_cpu_busy_sees_a_real_busy_loop_on_its_core():
+    import sys
+
+    from isp.predict.tiling import cpu_busy
+
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    pin = f"import os, time; os.sched_setaffinity(0, {{{cpu}}}); t = time.time() + 5\n"
+    spin = pin + "while time.time() < t: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.5)  # the child is pinned and spinning
+        busy = cpu_busy([cpu], window=0.5)
+    finally:
+        child.kill()
+        child.wait()
+    assert busy is not None and busy[cpu] > 0.8
 
 
 def test_autocast_channels_last_path_on_the_cpu_matches_float32(tiny_ckpt, inputs):
