@@ -42,6 +42,7 @@ from isp.data.scenes import SceneDataset, SceneMix
 from isp.data.sources import SID_LISTS, SPLITS, Pair, check_root, clean_files, manifest_pairs, sid_pairs
 from isp.noise import SyntheticNoise
 from isp.noise.camera import CameraNoise
+from isp.data.transforms import crop_shape
 
 __all__ = ["RawDataModule"]
 
@@ -150,22 +151,15 @@ class RawDataModule(L.LightningDataModule):
             )
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"Expected `num_workers` to be an int >= 0. Got {num_workers!r}.")
-        if isinstance(crop_size, list):  # a YAML or JSON pair
-            crop_size = tuple(crop_size)
-        positive = lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1  # noqa: E731
-        if not (
-            crop_size is None
-            or positive(crop_size)
-            or (isinstance(crop_size, tuple) and len(crop_size) == 2 and all(map(positive, crop_size)))
-        ):
-            raise ValueError(
-                "Expected `crop_size` to be a positive int, (height, width) of positive ints (packed "
-                f"pixels) or None. Got {crop_size!r}."
-            )
-        if eval_crop_size is not None and not positive(eval_crop_size):
+        if crop_size is not None:
+            shape = crop_shape(crop_size)
+            crop_size = crop_size if isinstance(crop_size, int) else shape  # a YAML list: a pair
+        if eval_crop_size is not None and (not isinstance(eval_crop_size, int) or isinstance(eval_crop_size, bool)):
             raise ValueError(
                 f"Expected `eval_crop_size` to be a positive int (packed pixels) or None. Got {eval_crop_size!r}."
             )
+        if eval_crop_size is not None:
+            crop_shape(eval_crop_size, name="eval_crop_size")
         if source != "synthetic" and noise is not None:
             raise ValueError(f"Expected `noise` only with source 'synthetic'. Got source {source!r}.")
         self.save_hyperparameters(ignore=["noise", "scenes", "camera"])

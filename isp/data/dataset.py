@@ -41,7 +41,7 @@ from torch.utils.data import Dataset
 from isp.data.cache import CachedRaw, DecodeCache
 from isp.data.inputs import VECTOR_SCALE, model_inputs_v1
 from isp.data.sources import Pair
-from isp.data.transforms import CropParams, center_crop_params, crop_and_flip, random_crop_params
+from isp.data.transforms import CropParams, center_crop_params, crop_and_flip, crop_shape, random_crop_params
 from isp.data.window import frame_window
 
 __all__ = ["VECTOR_SCALE", "RawPairDataset", "exposure_gain"]
@@ -100,12 +100,7 @@ class RawPairDataset(Dataset):
         repeat: int = 1,
     ) -> None:
         if crop_size is not None:
-            sizes = (crop_size,) if isinstance(crop_size, int) else tuple(crop_size)
-            if len(sizes) not in (1, 2) or not all(isinstance(v, int) and v >= 1 for v in sizes):
-                raise ValueError(
-                    f"Expected `crop_size` to be a positive int, (height, width) (packed pixels) or None. "
-                    f"Got {crop_size!r}."
-                )
+            crop_shape(crop_size)
         if not (isinstance(repeat, int) and repeat >= 1):
             raise ValueError(f"Expected `repeat` to be an int >= 1. Got {repeat!r}.")
         if not (math.isfinite(vector_scale) and vector_scale > 0):

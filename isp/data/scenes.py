@@ -36,6 +36,7 @@ from isp.data.synth import dead_leaves, mosaic_from_rgb
 from isp.data.unprocess import random_pipeline, unprocess
 from isp.noise.camera import CameraNoise, synthesize_sensor
 from isp.raw import RAW_EXTENSIONS, RawMetadata, frame_from_sensor, pack
+from isp.data.transforms import crop_shape
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -270,18 +271,8 @@ class SceneDataset(Dataset):
         reference_a: tuple[float, float] = (5e-6, 8e-5),
         reference_b: tuple[float, float] = (1e-8, 5e-6),
     ) -> None:
-        if isinstance(crop_size, list):
-            crop_size = tuple(crop_size)
-        sides = (crop_size,) if isinstance(crop_size, int) else crop_size
-        if not (
-            isinstance(sides, tuple)
-            and len(sides) in ((1,) if isinstance(crop_size, int) else (2,))
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 8 for c in sides)
-        ):
-            raise ValueError(
-                f"Expected `crop_size` to be an int >= 8 or (height, width) of ints >= 8 (packed pixels). "
-                f"Got {crop_size!r}."
-            )
+        shape = crop_shape(crop_size, minimum=8)
+        crop_size = crop_size if isinstance(crop_size, int) else shape
         self.scenes, self.noise, self.crop_size = scenes, noise, crop_size
         self.length, self.train, self.seed = int(length), train, int(seed)
         self.level, self.vector_scale = tuple(level), float(vector_scale)

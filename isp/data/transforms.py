@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CropParams", "center_crop_params", "crop_and_flip", "random_crop_params"]
+__all__ = ["CropParams", "center_crop_params", "crop_and_flip", "crop_shape", "random_crop_params"]
 
 _R, _GR, _GB, _B = 0, 1, 2, 3
 
@@ -173,7 +173,7 @@ def random_crop_params(
         (32, 32, True)
     """
     big_h, big_w = (int(v) for v in shape)
-    h, w = (big_h, big_w) if size is None else _size_hw(size)
+    h, w = (big_h, big_w) if size is None else crop_shape(size)
     if h > big_h or w > big_w:
         raise ValueError(
             f"Expected `crop_size` between 1 and the packed frame size {big_h}x{big_w}. Got {size}."
@@ -188,11 +188,32 @@ def random_crop_params(
     return CropParams(top, left, h, w, hflip, vflip, transpose)
 
 
-def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if isinstance(h, bool) or int(h) < 1 or int(w) < 1:
-        raise ValueError(f"Expected `crop_size` to be a positive int, (height, width) or None. Got {size!r}.")
-    return int(h), int(w)
+def crop_shape(size: int | tuple[int, int] | list[int], minimum: int = 1, name: str = "crop_size") -> tuple[int, int]:
+    """``(height, width)`` of a crop given as one side or a pair (packed pixels), validated.
+
+    Args:
+        size: an int (a square) or ``(height, width)`` (a list from YAML too).
+        minimum: the smallest side allowed.
+        name: the argument's name, for the error.
+
+    Raises:
+        ValueError: not an int or a pair of ints, or a side below ``minimum``.
+
+    Example:
+        >>> crop_shape(64), crop_shape([64, 256])
+        ((64, 64), (64, 256))
+    """
+    sides = (size, size) if isinstance(size, int | np.integer) else size
+    if (
+        not isinstance(sides, tuple | list)
+        or len(sides) != 2
+        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= minimum for v in sides)
+    ):
+        raise ValueError(
+            f"Expected `{name}` to be an int >= {minimum} or (height, width) of such ints (packed "
+            f"pixels). Got {size!r}."
+        )
+    return int(sides[0]), int(sides[1])
 
 
 def center_crop_params(shape: tuple[int, int], size: int | tuple[int, int] | None) -> CropParams:
@@ -213,6 +234,6 @@ def center_crop_params(shape: tuple[int, int], size: int | tuple[int, int] | Non
     big_h, big_w = (int(v) for v in shape)
     if size is None:
         return CropParams(0, 0, big_h, big_w)
-    h, w = _size_hw(size)
+    h, w = crop_shape(size)
     h, w = min(h, big_h), min(w, big_w)
     return CropParams((big_h - h) // 2, (big_w - w) // 2, h, w)
