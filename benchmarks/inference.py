@@ -68,8 +68,9 @@ def _inputs(net: nn.Module, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor
     return image, row, col, torch.zeros(1, c4)
 
 
-# torch threads, tile workers; "auto" is predict.py's default (the free cores as tile workers)
-MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2), "auto": (1, free_cores())}
+# torch threads, tile workers; "auto" is predict.py's default (the free cores as tile workers,
+# counted when the throughput run starts, not at import)
+MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2), "auto": (1, None)}
 PREDICT_ARGS = {
     "1t": ["--threads", "1"],
     "2t": ["--threads", "2", "--parallel", "ops"],
@@ -84,7 +85,8 @@ def throughput(nets: dict, modes: list[str], mosaic_side: int, tile: int, overla
     some = next(iter(nets.values()))
     args = _inputs(some, h, w)
     kw = {"tile": tile // 2, "overlap": overlap // 2, "align": size_multiple(some)}
-    runs = {(m, name): (MODES[m], net) for m in modes for name, net in nets.items()}
+    free = free_cores() if "auto" in modes else 1
+    runs = {(m, name): ((MODES[m][0], MODES[m][1] or free), net) for m in modes for name, net in nets.items()}
     times = {key: [] for key in runs}
     with torch.inference_mode():
         for (threads, _workers), net in runs.values():  # warm-up (and compile) every pair once
