@@ -163,12 +163,16 @@ def denoise_frame(
 
     Returns:
         ``float32 (H, W)``: the denoised visible mosaic in the input's units (``frame.mosaic``'s
-        shape and CFA phase; the rows/columns that packing crops keep their input values).
+        shape and CFA phase). Every pixel is denoised: where packing would crop a row or column to
+        reach the RGGB phase or an even size, the frame is mirrored by one instead
+        (:func:`isp.raw.pad_to_rggb`).
     """
-    from isp.raw import unpack
+    from isp.raw import pad_to_rggb, unpack
 
     data = data or {}
     vector_scale = data.get("vector_scale")
+    height, width = frame.visible_shape
+    frame, (top, left, _, _) = pad_to_rggb(frame)
     inputs = frame_inputs(
         frame,
         vector_scale=None if vector_scale is None else float(vector_scale),
@@ -201,7 +205,8 @@ def denoise_frame(
     planes = planes[0].numpy()
     if gain != 1.0:
         planes = planes / np.float32(gain)
-    return unpack(planes, inputs["info"]).astype(np.float32, copy=False)
+    mosaic = unpack(planes, inputs["info"])[top : top + height, left : left + width]
+    return np.ascontiguousarray(mosaic, dtype=np.float32)
 
 
 def denoise_file(

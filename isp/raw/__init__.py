@@ -7,7 +7,7 @@ from .dng import DNG_RENDERING_TAGS, write_dng
 from .errors import RawError, RawReadError, RawWarning, UnsupportedRawError
 from .frame import BAYER_PATTERNS, OpticalBlack, RawFrame, RawMetadata, frame_from_sensor
 from .levels import denormalize, normalize
-from .pack import PACKED_CHANNELS, PackInfo, pack, unpack
+from .pack import PACKED_CHANNELS, PackInfo, pack, pad_to_rggb, unpack
 from .read import RAW_EXTENSIONS, read
 from .render import render_srgb
 from .vectors import COL_CHANNELS, ROW_CHANNELS, noise_vectors
@@ -32,6 +32,7 @@ __all__ = [
     "noise_vectors",
     "normalize",
     "pack",
+    "pad_to_rggb",
     "read",
     "render_srgb",
     "unpack",

@@ -8,14 +8,14 @@ TL, TR, BL, BR of the RGGB mosaic, as ``torch.nn.functional.pixel_unshuffle(x, 2
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .frame import BAYER_PATTERNS, RawFrame
 from .levels import normalize, normalize_packed
 
-__all__ = ["PACKED_CHANNELS", "PackInfo", "pack", "phase_crop", "unpack"]
+__all__ = ["PACKED_CHANNELS", "PackInfo", "pack", "pad_to_rggb", "phase_crop", "unpack"]
 
 #: Channel order of packed planes (Gr: the green on the red row).
 PACKED_CHANNELS = ("R", "Gr", "Gb", "B")
@@ -34,6 +34,89 @@ def phase_crop(cfa: str) -> tuple[int, int]:
     if cfa not in _PHASE:
         raise ValueError(f"Expected `cfa` to be one of {BAYER_PATTERNS}. Got {cfa!r}.")
     return _PHASE[cfa]
+
+
+def pad_to_rggb(frame: RawFrame) -> tuple[RawFrame, tuple[int, int, int, int]]:
+    """The frame with its visible area mirrored by one row or column where :func:`pack` would crop one.
+
+    :func:`pack` drops a row and/or column at the top/left to reach the RGGB phase and at the
+    bottom/right to make the size even. A denoiser that works on packed planes would leave those
+    pixels as they came in: a noisy line along the edge of the picture. Mirroring instead (the
+    row above row 0 is row 1, which has the same colours, so the Bayer pattern continues) gives a
+    frame that packs without a crop, in which every visible pixel is in the planes. The added row or
+    column is added to the whole sensor (masked margins included), so the masked pixels of an
+    added row are its mirror's, as its visible pixels are.
+
+    Args:
+        frame: a decoded frame.
+
+    Returns:
+        ``(padded, (top, left, bottom, right))``: the RGGB-phase frame of even size and how many
+        rows/columns (0 or 1) it has on each side beyond ``frame``; ``frame`` itself with zeros when
+        nothing needs adding, or when the visible area has fewer than 3 rows or columns to mirror.
+        The original is ``padded_mosaic[top : top + H, left : left + W]``.
+
+    Example:
+        >>> from isp.raw import frame_from_sensor
+        >>> sensor = np.arange(5 * 7, dtype=np.uint16).reshape(5, 7) + 100
+        >>> f = frame_from_sensor(sensor, cfa="BGGR", black_level=0, white_level=1000)
+        >>> g, pads = pad_to_rggb(f)
+        >>> g.cfa, g.visible_shape, pads
+        ('RGGB', (6, 8), (1, 1, 0, 0))
+        >>> bool((g.mosaic[1:, 1:] == f.mosaic).all() and (g.mosaic[0, 1:] == f.mosaic[1]).all())
+        True
+    """
+    if not isinstance(frame, RawFrame):
+        raise TypeError(f"Expected `frame` to be an isp.raw.RawFrame. Got {type(frame).__name__}.")
+    H, W = frame.visible_shape
+    top, left, bottom, right = _crops(frame.cfa, H, W)
+    # a crop that makes the size even at the bottom/right after a top/left crop is a pad there
+    bottom, right = (H + top) % 2, (W + left) % 2
+    if not (top or left or bottom or right) or H < 3 or W < 3:
+        return frame, (0, 0, 0, 0)
+    t0, l0, t1, l1 = frame.active_area
+    hs, ws = frame.sensor.shape
+    rows = _mirrored(t0, t1, hs, top, bottom)
+    cols = _mirrored(l0, l1, ws, left, right)
+    visible_rows, visible_cols = rows[t0 : t1 + top + bottom] - t0, cols[l0 : l1 + left + right] - l0
+    mosaic = None
+    if frame.mosaic_ready:  # a given (or already computed) mosaic is padded as it is
+        mosaic = np.pad(frame.mosaic, ((top, bottom), (left, right)), mode="reflect")
+    ob = frame.optical_black
+
+    def along_rows(block):  # a left/right masked block: one row per visible row
+        fits = block is not None and block.ndim == 2 and block.shape[0] == H
+        return block[visible_rows] if fits else block
+
+    def along_cols(block):  # a top/bottom masked block: one column per visible column
+        fits = block is not None and block.ndim == 2 and block.shape[1] == W
+        return block[:, visible_cols] if fits else block
+
+    cfa = "".join(frame.cfa[2 * ((i + top) % 2) + (j + left) % 2] for i in (0, 1) for j in (0, 1))
+    black = np.broadcast_to(np.asarray(frame.black_level, dtype=np.float64), (2, 2))
+    padded = replace(
+        frame,
+        mosaic=mosaic,
+        cfa=cfa,
+        black_level=np.roll(black, (-top, -left), (0, 1)),
+        sensor=frame.sensor[np.ix_(rows, cols)],
+        active_area=(t0, l0, t1 + top + bottom, l1 + left + right),
+        optical_black=replace(
+            ob,
+            left=along_rows(ob.left),
+            right=along_rows(ob.right),
+            top=along_cols(ob.top),
+            bottom=along_cols(ob.bottom),
+        ),
+    )
+    return padded, (top, left, bottom, right)
+
+
+def _mirrored(start: int, stop: int, size: int, before: int, after: int) -> np.ndarray:
+    """Indices ``0 .. size - 1``, ``start + 1`` inserted before ``start``, ``stop - 2`` after ``stop - 1``."""
+    parts = [np.arange(start), [start + 1] * before, np.arange(start, stop), [stop - 2] * after]
+    parts.append(np.arange(stop, size))
+    return np.concatenate([np.asarray(p, dtype=np.intp) for p in parts])
 
 
 @dataclass

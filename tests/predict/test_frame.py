@@ -40,3 +40,28 @@ def test_contract_2_scene_inputs_equal_predict_inputs(sample_root):
         y = frame_inputs(read(noisy), version=2)
         for key in ("image", "row", "col", "scalar"):
             np.testing.assert_array_equal(item[key], y[key][0].numpy(), err_msg=key)
+
+
+class _Halve(torch.nn.Module):
+    """A stand-in denoiser whose output is known at every pixel: half its input planes."""
+
+    def forward(self, image, row, col, scalar):
+        return image * 0.5
+
+
+@pytest.mark.parametrize("cfa", ["RGGB", "BGGR", "GRBG", "GBRG"])
+@pytest.mark.parametrize("shape", [(40, 52), (41, 53)])
+def test_denoise_frame_reaches_every_pixel_of_every_bayer_phase(cfa, shape):
+    """No edge row or column is left as it came in (packing would crop one for three phases)."""
+    from isp.predict import denoise_frame
+    from isp.raw import frame_from_sensor
+
+    rng = np.random.default_rng(3)
+    sensor = rng.integers(600, 4000, size=(shape[0], shape[1] + 8), dtype=np.uint16)
+    black = np.array([[500.0, 510.0], [520.0, 530.0]])
+    frame = frame_from_sensor(
+        sensor, cfa=cfa, black_level=black, white_level=4095, active_area=(0, 8, *shape)
+    )
+    out = denoise_frame(_Halve(), frame, data={"inputs_version": 1}, tile=16, overlap=4)
+    assert out.shape == frame.mosaic.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.5 * frame.mosaic, rtol=1e-6, atol=1e-7)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from isp.raw import BAYER_PATTERNS, RawFrame, frame_from_sensor
-from isp.raw.pack import PACKED_CHANNELS, pack, phase_crop, unpack
+from isp.raw.pack import PACKED_CHANNELS, pack, pad_to_rggb, phase_crop, unpack
 
 
 def _colour_mosaic(cfa, h, w):
@@ -137,3 +137,47 @@ def test_normalize_packed_fast_and_generic_paths_agree(offset):
     reference, _ = pack(normalize(raw, black, 65535), "RGGB")
     np.testing.assert_array_equal(fast, reference)
     np.testing.assert_array_equal(generic, reference)
+
+
+def _mirror(mosaic, top, left, bottom, right):
+    """The independent reference: numpy's reflect padding (row -1 is row 1, row H is row H - 2)."""
+    return np.pad(mosaic, ((top, bottom), (left, right)), mode="reflect")
+
+
+@pytest.mark.parametrize("cfa", BAYER_PATTERNS)
+@pytest.mark.parametrize("active_area", [(2, 4, 31, 41), (2, 4, 32, 40), (0, 0, 33, 44), (1, 0, 32, 43)])
+@pytest.mark.parametrize("lazy", [True, False])
+def test_pad_to_rggb_mirrors_every_crop_away(cfa, active_area, lazy):
+    rng = np.random.default_rng(7)
+    sensor = rng.integers(100, 4096, size=(33, 44), dtype=np.uint16)
+    black = np.array([[60.0, 70.0], [80.0, 90.0]])  # one level per position: the pad must move them
+    frame = frame_from_sensor(
+        sensor, cfa=cfa, black_level=black, white_level=4095, active_area=active_area, lazy=lazy
+    )
+    H, W = frame.visible_shape
+    top, left = phase_crop(cfa)
+    want = (top, left, (H + top) % 2, (W + left) % 2)
+    padded, pads = pad_to_rggb(frame)
+    assert pads == want
+    assert padded.cfa == "RGGB" and padded.visible_shape == (H + want[0] + want[2], W + want[1] + want[3])
+    kw = dict(cfa=cfa, black_level=black, white_level=4095, active_area=active_area)
+    mosaic = frame_from_sensor(sensor, **kw).mosaic
+    np.testing.assert_array_equal(padded.mosaic, _mirror(mosaic, *want))
+    planes, info = pack(padded)
+    assert (info.top, info.left, info.bottom, info.right) == (0, 0, 0, 0)  # nothing cropped
+    np.testing.assert_array_equal(unpack(planes, info)[top : top + H, left : left + W], mosaic)
+    # the masked columns of an added row are its mirror's, like its visible pixels
+    t, lft = active_area[:2]
+    if lft:
+        ob = padded.optical_black.left
+        np.testing.assert_array_equal(ob, _mirror(frame.optical_black.left, want[0], 0, want[2], 0))
+        assert ob.shape[0] == padded.visible_shape[0]
+    if not any(want):
+        assert padded is frame
+
+
+def test_pad_to_rggb_keeps_a_frame_too_small_to_mirror():
+    frame = frame_from_sensor(np.full((2, 9), 500, np.uint16), cfa="GRBG", black_level=0, white_level=1000)
+    assert pad_to_rggb(frame) == (frame, (0, 0, 0, 0))
+    with pytest.raises(TypeError, match="RawFrame"):
+        pad_to_rggb(np.zeros((4, 4)))
