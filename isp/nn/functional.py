@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from isp.nn._border import add_full_side_terms
-from isp.nn._compact import add_compact_side_terms
+from isp.nn._compact import add_compact_side_terms, blocked_conv_with_side_terms, use_blocked_conv
 from isp.nn._validate import SOURCES, check_placement, check_sources, check_weights, conv2d, geometry
 
 __all__ = ["ms_conv2d", "tile_and_concatenate", "tile_concat_conv2d"]
@@ -211,6 +211,11 @@ def ms_conv2d(
     geo = geometry((h, w), kernel, stride, padding, dilation, padding_mode)
     if image is not None and row is None and col is None and scalar is None:
         return conv2d(image, weight, bias, geo, groups)  # the bias rides in the conv itself
+    side = ((row, row_weight), (col, col_weight), (scalar, scalar_weight))
+    full = any(x is not None and wt.dim() == 4 for x, wt in side)
+    inputs = (row, col, scalar, row_weight, col_weight, scalar_weight, bias)
+    if image is not None and not full and use_blocked_conv(image, weight, groups, geo, inputs):
+        return blocked_conv_with_side_terms(image, weight, *inputs, geo)
     if image is not None:
         out = conv2d(image, weight, None, geo, groups)
     else:
@@ -218,7 +223,5 @@ def ms_conv2d(
         autocast = torch.is_autocast_enabled(ref.device.type)
         dtype = torch.get_autocast_dtype(ref.device.type) if autocast else ref.dtype
         out = torch.zeros(n, c_out, *geo.size_out, dtype=dtype, device=ref.device)
-    side = ((row, row_weight), (col, col_weight), (scalar, scalar_weight))
-    full = any(x is not None and wt.dim() == 4 for x, wt in side)
     add = add_full_side_terms if full else add_compact_side_terms
     return add(out, row, col, scalar, row_weight, col_weight, scalar_weight, bias, geo)

@@ -407,6 +407,34 @@ def test_module_and_function_agree():
 # ---------------------------------------------------------------- formats, compile, export, state
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("ch", [(4, 2, 2, 2), (5, 3, 0, 1), (2, 0, 3, 0), (4, 0, 0, 2), (1, 1, 1, 1)])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode, ch, dilation):
+    """Few image channels and no autograd: the conv runs in row blocks (isp.nn._compact); same values."""
+    import isp.nn._compact as compact
+
+    monkeypatch.setattr(compact, "BLOCK_BYTES", 6 * 67 * 8 * 7)  # 7 rows a block: 10 blocks, the last short
+    m = MSConv2d(ch, 6, 3, padding=dilation, dilation=dilation, padding_mode=mode, dtype=torch.float64)
+    xs = sources(ch, 3, 70, 67)
+    t = m.to_tile_concat()
+    with torch.no_grad():
+        out = m(*xs)
+        ref = t(*xs)
+    calls = []
+    real = compact.blocked_conv_with_side_terms
+    monkeypatch.setattr(
+        "isp.nn.functional.blocked_conv_with_side_terms", lambda *a: calls.append(1) or real(*a)
+    )
+    with torch.no_grad():
+        again = m(*xs)
+    assert calls == [1]  # the blocked path ran
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+    torch.testing.assert_close(again, out, rtol=0, atol=0)
+    grad_path = m(*xs)  # with autograd: the whole-batch conv and the fused side terms
+    torch.testing.assert_close(out, grad_path.detach(), rtol=0, atol=1e-10)
+
+
 def test_channels_last():
     ch = (4, 2, 2, 2)
     xs = sources(ch, 2, 7, 8)
