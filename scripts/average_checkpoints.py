@@ -3,9 +3,10 @@
 Checkpoints of the last epochs of a run at a low learning rate lie in one basin; their mean
 is a network of the same architecture whose function varies less from one epoch to the next
 (Izmailov et al., "Averaging weights leads to wider optima and better generalization", UAI 2018).
-The output is a Lightning checkpoint like the first input (hyper-parameters, data settings,
-``global_step`` of the last one) with the averaged ``state_dict``, so that ``score.py --ckpt``,
-``predict.py --ckpt`` and ``scripts/export_default_model.py`` take it as they take any other::
+The output is a Lightning checkpoint like the first input (hyper-parameters, data settings; the
+``global_step`` and loop counters of the last one; no optimizer state) with the averaged
+``state_dict``, so that ``score.py --ckpt``, ``predict.py --ckpt`` and
+``scripts/export_default_model.py`` take it as they take any other::
 
     python scripts/average_checkpoints.py runs/production_overstated/snapshots/*.ckpt --out /tmp/avg.ckpt
 """
@@ -46,11 +47,11 @@ def average(paths: list[Path]) -> dict:
         else:
             state[key] = value
     last = max(ckpts, key=lambda c: c.get("global_step", 0))
-    out = {
-        k: v for k, v in first.items() if k not in ("optimizer_states", "lr_schedulers", "loops", "callbacks")
-    }
+    out = {k: v for k, v in first.items() if k not in ("optimizer_states", "lr_schedulers", "callbacks")}
     out["state_dict"] = state
     out["global_step"], out["epoch"] = last.get("global_step", 0), last.get("epoch", 0)
+    if "loops" in last:  # the progress counters of the last one (the model card counts its epochs)
+        out["loops"] = last["loops"]
     out["averaged_from"] = [str(p) for p in paths]
     return out
 

@@ -90,6 +90,7 @@ def _card(config_paths: list[Path]) -> dict:
     if data.get("source") != "scenes":
         return {}
     scenes = data.get("scenes", {}).get("init_args", {})
+    camera = (data.get("camera") or {}).get("init_args", {})
     return {
         "training_data": {
             "photographs": scenes.get("images"),
@@ -100,11 +101,13 @@ def _card(config_paths: list[Path]) -> dict:
             "terms": "inherits the research-use terms of BSDS, McMaster and Urban100: not for commercial use",
         },
         "noise_model": {
-            "class": "isp.noise.camera.CameraNoise (defaults)",
+            "class": "isp.noise.camera.CameraNoise",
             "summary": "full well 10k-200k e- at ISO 100, ISO 50-32000, 10/12/14 bit, black 0-2048, "
             "Poisson shot, 1-8 e- pre-gain read (Gaussian or Tukey-lambda), post-gain read "
             "1e-4..6e-4 of the range, banding on 60% up to 1.5 read std, EXIF ISO 2-32x "
-            "overstated on 25%, rounding and clipping",
+            "overstated on 25%, rounding and clipping (the defaults; the last stage's changes in "
+            "`camera`)",
+            "camera": camera,
             "reference_noise": data.get("reference_noise", 0.0),
             "reference_a": data.get("reference_a"),
             "crop_size": data.get("crop_size"),
