@@ -69,8 +69,8 @@ def pad_to_rggb(frame: RawFrame) -> tuple[RawFrame, tuple[int, int, int, int]]:
     if not isinstance(frame, RawFrame):
         raise TypeError(f"Expected `frame` to be an isp.raw.RawFrame. Got {type(frame).__name__}.")
     H, W = frame.visible_shape
-    top, left, bottom, right = _crops(frame.cfa, H, W)
-    # a crop that makes the size even at the bottom/right after a top/left crop is a pad there
+    top, left = phase_crop(frame.cfa)
+    # where pack would crop the bottom/right to an even size after the top/left pad, pad there
     bottom, right = (H + top) % 2, (W + left) % 2
     if not (top or left or bottom or right) or H < 3 or W < 3:
         return frame, (0, 0, 0, 0)
