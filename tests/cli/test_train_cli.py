@@ -357,10 +357,56 @@ def test_fast_dev_run_production_stage_3_adds_the_line_view_to_stage_2_weights(t
     assert cli.trainer.global_step == 1
 
 
+@pytest.mark.parametrize(
+    ("last", "overstated", "lr"),
+    [("production_overstated.yaml", 0.5, 1e-4), ("production_measured.yaml", 0.65, 5e-5)],
+)
+def test_fast_dev_run_production_stages_4_and_5_overstate_more_isos(tmp_path, last, overstated, lr):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from isp.models import UNet
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(
+        photos / "0.png"
+    )
+    arch = {"row_channels": 7, "col_channels": 5, "scalar_channels": 8, "noise_map": True}
+    arch |= {"base_width": 4, "depth": 2, "line_features": 8}
+    torch.manual_seed(0)
+    previous = UNet(**arch)  # the stage before, line view included
+    start = tmp_path / "previous.pt"
+    torch.save(previous.state_dict(), start)
+    start.with_suffix(".json").write_text(
+        json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": arch}})
+    )
+    stages = ["production.yaml", "production_finetune.yaml", "production_line.yaml"]
+    stages += ["production_overstated.yaml"] + (["production_measured.yaml"] if "measured" in last else [])
+    args = ["fit", *(a for f in stages for a in ("--config", str(CONFIGS / f)))]
+    args += ["--model.init_weights", str(start), "--data.scenes.init_args.images", f"[{photos}]"]
+    args += ["--data.scenes.init_args.raws", "[]", "--data.num_workers", "0", "--data.crop_size", "16"]
+    args += ["--data.eval_crop_size", "16", "--data.batch_size", "2", "--data.eval_size", "2", *TINY]
+    args += ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
+    args += ["--checkpoint.dirpath", str(tmp_path / "ckpt"), "--trainer.fast_dev_run", "true"]
+    args += ["--trainer.accelerator", "cpu"]
+    cli = main(args)
+    camera = cli.datamodule.camera
+    assert camera.overstated == overstated and tuple(camera.overstate_factor) == (4.0, 32.0)
+    assert camera.iso == (50.0, 32000.0)  # the rest of the camera model stays the default
+    assert cli.trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(lr)
+    assert cli.model.net.line_features == 8 and cli.datamodule.reference_noise == 1.0
+    for name, value in previous.state_dict().items():  # one small step from the stage before
+        torch.testing.assert_close(cli.model.net.state_dict()[name].cpu(), value, rtol=0, atol=0.05, msg=name)
+    assert cli.trainer.global_step == 1
+
+
 def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
-    used |= {"production_line.yaml"}
+    used |= {"production_line.yaml", "production_overstated.yaml", "production_measured.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
     assert on_disk == used
