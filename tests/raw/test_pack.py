@@ -172,6 +172,9 @@ def test_pad_to_rggb_mirrors_every_crop_away(cfa, active_area, lazy):
         ob = padded.optical_black.left
         np.testing.assert_array_equal(ob, _mirror(frame.optical_black.left, want[0], 0, want[2], 0))
         assert ob.shape[0] == padded.visible_shape[0]
+    if t:
+        ob = padded.optical_black.top
+        np.testing.assert_array_equal(ob, _mirror(frame.optical_black.top, 0, want[1], 0, want[3]))
     if not any(want):
         assert padded is frame
 
