@@ -192,16 +192,21 @@ def add_compact_side_terms(
     )
     if torch.compiler.is_compiling():  # dynamo cannot trace mark_dirty: give it plain ops to fuse
         return _add_functional(*args)
-    if not torch.is_grad_enabled() or not any(isinstance(a, Tensor) and a.requires_grad for a in args):
+    if not _needs_grad(args):
         return _add_in_place(*args)  # no autograd node needed (inference): skip its set-up
     return _CompactSideTerms.apply(*args)
 
 
+def _needs_grad(args: tuple) -> bool:
+    """Whether autograd must record a call on ``args`` (grad mode on and a tensor needing a gradient)."""
+    return torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+
+
 def use_blocked_conv(image: Tensor, weight: Tensor, groups: int, geo: Geometry, side: tuple) -> bool:
-    """Whether :func:`blocked_conv_with_side_terms` serves this call (see its docstring)."""
-    needs_grad = torch.is_grad_enabled() and any(
-        isinstance(a, Tensor) and a.requires_grad for a in (image, weight, *side)
-    )
+    """Whether :func:`blocked_conv_with_side_terms` serves this call (see its docstring).
+
+    Planes under 64 x 64 were not measured and keep the whole-batch conv.
+    """
     return (
         image.device.type == "cpu"
         and image.is_contiguous()
@@ -211,7 +216,7 @@ def use_blocked_conv(image: Tensor, weight: Tensor, groups: int, geo: Geometry, 
         and geo.stride == (1, 1)
         and geo.size_out[0] * geo.size_out[1] >= 64 * 64
         and not torch.compiler.is_compiling()
-        and not needs_grad
+        and not _needs_grad((image, weight, *side))
     )
 
 
@@ -233,12 +238,12 @@ def blocked_conv_with_side_terms(
     convolution of a whole batch is memory-bound, and so is each extra pass over its output.
     Convolving one sample's block of output rows at a time (from the padded input, with no padding
     of its own) and adding the block's row and column terms while it is still in cache costs less
-    than the whole-batch convolution alone. Measured (one thread, 12 interleaved reps, no autograd):
-    4 -> 32 at 256², batch 8: the conv alone in blocks 0.79-0.88 of the whole-batch conv, with the
-    side terms 0.88-0.91 (conv then one rank-2 pass: 1.13); 5 -> 32 at 576², batch 1 (the UNet's
-    first layer on an inference tile): 0.73-0.81 and 0.82-0.89 (1.10). With 32 or more image
-    channels blocks cost more (1.4-1.9), so :func:`use_blocked_conv` keeps them to
-    :data:`BLOCKED_MAX_CHANNELS`. The per-channel constant (bias + scalar term) rides in each
+    than the whole-batch convolution alone. Measured (``python benchmarks/blocked_conv.py``, one
+    thread, no autograd): 4 -> 32 at 256², batch 8: the conv alone in blocks 0.73-0.88 of the
+    whole-batch conv, with the side terms 0.79-0.96 (conv then one rank-2 pass: 1.13); 5 -> 32 at
+    576², batch 1 (the UNet's first layer on an inference tile): 0.81-0.89 and 0.86-0.97 (1.11).
+    With 32 or more image channels blocks cost more (1.0-1.8), so :func:`use_blocked_conv` keeps
+    them to :data:`BLOCKED_MAX_CHANNELS`. The per-channel constant (bias + scalar term) rides in each
     sample's conv bias. Every output equals the unblocked result to float rounding.
     """
     (kh, kw), (dh, dw), (t, b, le, r) = geo.kernel, geo.dilation, geo.pad
