@@ -27,8 +27,7 @@ def average(paths: list[Path]) -> dict:
     """The first checkpoint with every floating-point ``state_dict`` entry replaced by the mean over all."""
     if len(paths) < 2:
         raise ValueError(f"Expected at least two checkpoints to average. Got {len(paths)}.")
-    # train.py's own checkpoints (optimizer state, hyper-parameters of plain types)
-    ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    ckpts = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]  # as load_model reads them
     first = ckpts[0]
     for path, ckpt in zip(paths, ckpts, strict=True):
         if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):

@@ -21,6 +21,7 @@ Two probes, each printing one line per case (the model: the shipped default, or 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -54,10 +55,11 @@ class Case:
         self.noisy = np.asarray(frame.mosaic, np.float32)
         self.shape = frame.visible_shape
         self.frame, (self.top, self.left, _, _) = pad_to_rggb(frame)
+        self._inputs = model_inputs(self.frame)  # measured once; each probe changes a copy
 
     def inputs(self) -> ModelInputs:
         """A fresh copy of the network's inputs (to be changed at will)."""
-        return model_inputs(self.frame)
+        return copy.deepcopy(self._inputs)
 
     def denoise(self, net: torch.nn.Module, x: ModelInputs) -> np.ndarray:
         """The denoised mosaic of ``x`` (tiled as ``predict.py`` tiles), back on the file's pixels."""

@@ -310,7 +310,12 @@ def test_fast_dev_run_production_recipe_on_user_photos(tmp_path):
     assert len(cli.datamodule.scenes.images) == 2
 
 
-def test_fast_dev_run_production_stage_3_adds_the_line_view_to_stage_2_weights(tmp_path):
+def _production_stages(tmp_path, stages: list[str], **arch_extra):
+    """A tiny net saved as the previous stage's weights, and the CLI args composing ``stages`` from it.
+
+    Returns ``(previous_net, args)``: the production configs with the data cut to one random photo
+    and 16-px crops, the net to ``TINY``'s size, and one fast_dev_run step on the CPU.
+    """
     import json
 
     import numpy as np
@@ -324,29 +329,30 @@ def test_fast_dev_run_production_stage_3_adds_the_line_view_to_stage_2_weights(t
         photos / "0.png"
     )
     arch = {"row_channels": 7, "col_channels": 5, "scalar_channels": 8, "noise_map": True}
-    arch |= {"base_width": 4, "depth": 2}
+    arch |= {"base_width": 4, "depth": 2, **arch_extra}
     torch.manual_seed(0)
-    stage2 = UNet(**arch)
-    start = tmp_path / "stage2.pt"
-    torch.save(stage2.state_dict(), start)
+    previous = UNet(**arch)
+    start = tmp_path / "previous.pt"
+    torch.save(previous.state_dict(), start)
     start.with_suffix(".json").write_text(
         json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": arch}})
     )
-    stages = ("production.yaml", "production_finetune.yaml", "production_line.yaml")
     args = ["fit", *(a for f in stages for a in ("--config", str(CONFIGS / f)))]
     args += ["--model.init_weights", str(start), "--data.scenes.init_args.images", f"[{photos}]"]
     args += ["--data.scenes.init_args.raws", "[]", "--data.num_workers", "0", "--data.crop_size", "16"]
     args += ["--data.eval_crop_size", "16", "--data.batch_size", "2", "--data.eval_size", "2", *TINY]
     args += ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
     args += ["--checkpoint.dirpath", str(tmp_path / "ckpt"), "--trainer.fast_dev_run", "true"]
-    args += [
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.max_steps",
-        "1",
-        "--model.optimizer.init_args.lr",
-        "0",
-    ]
+    args += ["--trainer.accelerator", "cpu"]
+    return previous, args
+
+
+STAGES_1_3 = ["production.yaml", "production_finetune.yaml", "production_line.yaml"]
+
+
+def test_fast_dev_run_production_stage_3_adds_the_line_view_to_stage_2_weights(tmp_path):
+    stage2, args = _production_stages(tmp_path, STAGES_1_3)
+    args += ["--trainer.max_steps", "1", "--model.optimizer.init_args.lr", "0"]
     cli = main(args)
     net = cli.model.net
     assert net.line_features == 8 and cli.datamodule.reference_noise == 1.0
@@ -358,40 +364,15 @@ def test_fast_dev_run_production_stage_3_adds_the_line_view_to_stage_2_weights(t
 
 
 @pytest.mark.parametrize(
-    ("last", "overstated", "lr"),
-    [("production_overstated.yaml", 0.5, 1e-4), ("production_measured.yaml", 0.65, 5e-5)],
+    ("later", "overstated", "lr"),
+    [
+        (["production_overstated.yaml"], 0.5, 1e-4),
+        (["production_overstated.yaml", "production_measured.yaml"], 0.65, 5e-5),
+    ],
 )
-def test_fast_dev_run_production_stages_4_and_5_overstate_more_isos(tmp_path, last, overstated, lr):
-    import json
-
-    import numpy as np
-    from PIL import Image
-
-    from isp.models import UNet
-
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(
-        photos / "0.png"
-    )
-    arch = {"row_channels": 7, "col_channels": 5, "scalar_channels": 8, "noise_map": True}
-    arch |= {"base_width": 4, "depth": 2, "line_features": 8}
-    torch.manual_seed(0)
-    previous = UNet(**arch)  # the stage before, line view included
-    start = tmp_path / "previous.pt"
-    torch.save(previous.state_dict(), start)
-    start.with_suffix(".json").write_text(
-        json.dumps({"model": {"class_path": "isp.models.UNet", "init_args": arch}})
-    )
-    stages = ["production.yaml", "production_finetune.yaml", "production_line.yaml"]
-    stages += ["production_overstated.yaml"] + (["production_measured.yaml"] if "measured" in last else [])
-    args = ["fit", *(a for f in stages for a in ("--config", str(CONFIGS / f)))]
-    args += ["--model.init_weights", str(start), "--data.scenes.init_args.images", f"[{photos}]"]
-    args += ["--data.scenes.init_args.raws", "[]", "--data.num_workers", "0", "--data.crop_size", "16"]
-    args += ["--data.eval_crop_size", "16", "--data.batch_size", "2", "--data.eval_size", "2", *TINY]
-    args += ["--trainer.logger.init_args.save_dir", str(tmp_path / "runs")]
-    args += ["--checkpoint.dirpath", str(tmp_path / "ckpt"), "--trainer.fast_dev_run", "true"]
-    args += ["--trainer.accelerator", "cpu"]
+def test_fast_dev_run_production_stages_4_and_5_overstate_more_isos(tmp_path, later, overstated, lr):
+    stages = STAGES_1_3 + later
+    previous, args = _production_stages(tmp_path, stages, line_features=8)  # the stage before has the view
     cli = main(args)
     camera = cli.datamodule.camera
     assert camera.overstated == overstated and tuple(camera.overstate_factor) == (4.0, 32.0)
