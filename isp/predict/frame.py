@@ -80,12 +80,16 @@ def for_network(frame: RawFrame) -> tuple[RawFrame, list[str]]:
 def inputs_version(net: torch.nn.Module, data: dict | None = None) -> int:
     """Which model-input contract ``net`` was trained with (:data:`isp.data.inputs.INPUTS_VERSION`).
 
-    ``data["inputs_version"]`` when the weights record it; otherwise read from the network's side
-    channels: ``(7, 5, 8)`` is contract 2 (:func:`isp.data.inputs.model_inputs`), anything else 1.
+    ``data["inputs_version"]`` when the weights record it; 2 when they were trained on
+    ``source: scenes`` (whose datasets compute :func:`isp.data.inputs.model_inputs`); otherwise
+    read from the network's side channels: ``(7, 5, 8)`` is contract 2, anything else 1.
     """
-    version = (data or {}).get("inputs_version")
+    data = data or {}
+    version = data.get("inputs_version")
     if version is not None:
         return int(version)
+    if data.get("source") == "scenes":
+        return 2
     return 2 if tuple(getattr(net, "side_channels", ())) == (7, 5, 8) else 1
 
 

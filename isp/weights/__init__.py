@@ -47,6 +47,8 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.json")
 
 #: Architectures a checkpoint may name (no arbitrary imports from a file's contents).
 ALLOWED_CLASSES = {"isp.models.UNet": "UNet", "isp.models.unet.UNet": "UNet"}
+#: Wrappers a checkpoint may name around one of :data:`ALLOWED_CLASSES` (the study's input variants).
+WRAPPER_CLASSES = {"isp.models.SideInputs": "SideInputs", "isp.models.side_inputs.SideInputs": "SideInputs"}
 
 #: Largest integer architecture argument a checkpoint may give (channels, widths).
 MAX_INT_ARG = 4096
@@ -174,12 +176,44 @@ def _split_lightning(path: Path, ckpt: dict) -> tuple[dict, dict | None, dict]:
     return net_state, model, data
 
 
-def _build(path: Path, model: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
-    class_path = model["class_path"]
-    if class_path not in ALLOWED_CLASSES:
+def _build_wrapper(path: Path, model: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    """:class:`isp.models.SideInputs` around a network of :data:`ALLOWED_CLASSES` (one level only)."""
+    from isp.models import SideInputs
+    from isp.models.side_inputs import INPUTS
+
+    args = model["init_args"]
+    unknown = sorted(set(args) - {"net", "inputs"})
+    if unknown:
+        raise CheckpointError(
+            path, f"init_args has an unknown argument {unknown[0]!r} (expected some of ['net', 'inputs'])"
+        )
+    inputs = args.get("inputs", "full")
+    if inputs not in INPUTS:
+        raise CheckpointError(path, f"init_args.inputs must be one of {list(INPUTS)}, got {_short(inputs)}")
+    inner = _model_config(path, args.get("net"), "its wrapper's")
+    if inner is None or inner["class_path"] not in ALLOWED_CLASSES:
+        found = inner["class_path"] if inner else _short(args.get("net"))
+        raise CheckpointError(
+            path, f"{model['class_path']} must wrap one of {sorted(ALLOWED_CLASSES)}, found {found!r}"
+        )
+    outside = [k for k in state if not k.startswith("net.")]
+    if outside:
         raise CheckpointError(
             path,
-            f"architecture {class_path!r} is not one predict builds (expected {sorted(ALLOWED_CLASSES)})",
+            f"its weights do not fit {model['class_path']}: {len(outside)} unexpected (e.g. {outside[0]})",
+        )
+    net = _build(path, inner, {k[len("net.") :]: v for k, v in state.items()})
+    return SideInputs(net, inputs).eval()
+
+
+def _build(path: Path, model: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    class_path = model["class_path"]
+    if class_path in WRAPPER_CLASSES:
+        return _build_wrapper(path, model, state)
+    if class_path not in ALLOWED_CLASSES:
+        expected = sorted(ALLOWED_CLASSES) + sorted(WRAPPER_CLASSES)
+        raise CheckpointError(
+            path, f"architecture {class_path!r} is not one predict builds (expected {expected})"
         )
     from isp import models
 

@@ -208,3 +208,71 @@ def test_non_finite_init_args_in_a_ckpt_are_refused(tmp_path):
 def test_non_positive_vector_scale_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"vector_scale must be a positive finite number, got 0"):
         load_model(_save(tmp_path, _unet().state_dict(), data={"vector_scale": 0}))
+
+
+@pytest.mark.parametrize(
+    ("inputs", "channels"), [("full", (2, 3, 4)), ("scalars", (0, 0, 4)), ("flat", (0, 0, 9))]
+)
+def test_a_side_inputs_wrapper_loads_and_sees_its_variants_inputs(tmp_path, inputs, channels):
+    """The study's variants (isp.models.SideInputs around a UNet) load for prediction."""
+    from isp.models import SideInputs
+
+    row, col, scal = channels
+    inner = _unet(2, row_channels=row, col_channels=col, scalar_channels=scal, conditioning="msconv")
+    net = SideInputs(inner, inputs)
+    inner_arch = {
+        "class_path": "isp.models.UNet",
+        "init_args": {
+            **ARCH["init_args"],
+            "row_channels": row,
+            "col_channels": col,
+            "scalar_channels": scal,
+            "conditioning": "msconv",
+        },
+    }
+    arch = {"class_path": "isp.models.SideInputs", "init_args": {"net": inner_arch, "inputs": inputs}}
+    loaded = load_model(_lightning(tmp_path, net, arch=arch))
+    assert isinstance(loaded.net, SideInputs) and loaded.net.inputs == inputs and not loaded.net.training
+    x, r, c, s = torch.rand(2, 4, 8, 12), torch.randn(2, 2, 8), torch.randn(2, 3, 12), torch.randn(2, 4)
+    with torch.no_grad():
+        expected = inner.eval()(
+            x,
+            *{
+                "full": (r, c, s),
+                "scalars": (None, None, s),
+                "flat": (None, None, torch.cat([s, r.mean(-1), c.mean(-1)], 1)),
+            }[inputs],
+        )
+        torch.testing.assert_close(loaded.net(x, r, c, s), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("init_args", "match"),
+    [
+        (
+            {"net": {"class_path": "torch.nn.Identity"}, "inputs": "full"},
+            r"must wrap one of.*torch\.nn\.Identity",
+        ),
+        ({"net": ARCH, "inputs": "rows"}, r"init_args\.inputs must be one of \['full', 'scalars', 'flat'\]"),
+        ({"net": ARCH, "extra": 1}, r"unknown argument 'extra'"),
+        ({"net": {"class_path": "isp.models.SideInputs", "init_args": {"net": ARCH}}}, r"must wrap one of"),
+    ],
+)
+def test_a_bad_wrapper_is_a_checkpoint_error(tmp_path, init_args, match):
+    from isp.models import SideInputs
+
+    arch = {"class_path": "isp.models.SideInputs", "init_args": init_args}
+    with pytest.raises(CheckpointError, match=r"run\.ckpt.*" + match):
+        load_model(_lightning(tmp_path, SideInputs(_unet()), arch=arch))
+
+
+def test_inputs_version_from_the_training_source():
+    """Weights trained on `source: scenes` take contract 2 whatever their side channels."""
+    from isp.models import SideInputs
+    from isp.predict import inputs_version
+
+    wrapped = SideInputs(_unet(scalar_channels=20), "flat")
+    assert inputs_version(wrapped, {"source": "scenes"}) == 2
+    assert inputs_version(wrapped, {"source": "synthetic"}) == 1
+    assert inputs_version(_unet(row_channels=7, col_channels=5, scalar_channels=8), {}) == 2
+    assert inputs_version(wrapped, {"source": "scenes", "inputs_version": 1}) == 1
