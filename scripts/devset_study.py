@@ -123,7 +123,7 @@ def train(args: argparse.Namespace) -> None:
 def _score_one(args: argparse.Namespace, variant: str, seed: int, which: str) -> list[dict]:
     out = run_dir(args.work, variant, seed) / f"devset_{which}.json"
     ckpt = final_checkpoint(args.work, variant, seed)
-    if out.is_file() and out.stat().st_mtime > ckpt.stat().st_mtime:
+    if out.is_file() and out.stat().st_mtime > ckpt.stat().st_mtime and json.loads(out.read_text()):
         return json.loads(out.read_text())
     cmd = [
         sys.executable,
@@ -136,6 +136,7 @@ def _score_one(args: argparse.Namespace, variant: str, seed: int, which: str) ->
         str(ckpt),
         "--threads",
         "1",
+        *(["--only", args.only] if args.only else []),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devset", type=Path, default=ROOT.parent / "shared" / "devset")
     p.add_argument(
         "--out", type=Path, default=ROOT / "docs", help="devset_study.md/.json and the plot go here"
+    )
+    p.add_argument(
+        "--only", default="", help="score only the dev-set cases whose name holds this (a smoke test)"
     )
     p.add_argument("extra", nargs="*", help="more Lightning CLI options for every run, after --")
     return p

@@ -40,31 +40,59 @@ def table(rows: list[dict], title: str) -> str:
         )
         ours = np.mean([r["denoised"] for r in group])
         out.append(f"| {iso} | {kind} | {noisy:.2f} | {bm3d:.2f} | {ours:.2f} | {ours - bm3d:+.2f} |")
-    gain = np.array([r["denoised"] - r["noisy"] for r in rows])
-    vs = np.array([r["denoised"] - r["bm3d_gat"] for r in rows])
-    worst = rows[int(np.argmin(gain))]
-    twins = {r["name"].replace("_band", ""): r for r in rows if r["banding"]}
-    pairs = [
-        (twins[r["name"].replace("_plain", "")], r)
-        for r in rows
-        if not r["banding"] and r["name"].replace("_plain", "") in twins
-    ]
-    short = [(b["denoised"] - b["noisy"]) - (p["denoised"] - p["noisy"]) for b, p in pairs]
-    ends = [b["denoised"] - p["denoised"] for b, p in pairs]
+    st = stats(rows)
+    short, ends = st["band_gain_minus_plain"], st["band_minus_plain"]
     out += [
         "",
-        f"Mean gain over the noisy input {gain.mean():+.2f} dB; over BM3D* {np.nanmean(vs):+.2f} dB; "
-        f"worst case {gain.min():+.2f} dB ({worst['name']}); {int(np.sum(gain < -0.05))} worse than the input"
+        f"Mean gain over the noisy input {st['gain']:+.2f} dB; over BM3D* {st['vs_bm3d']:+.2f} dB; "
+        f"worst case {st['worst']:+.2f} dB ({st['worst_name']}); {st['worse']} worse than the input"
         + (
             f"; band gain minus plain-twin gain: worst {min(short):+.2f} dB, mean {np.mean(short):+.2f} dB"
             f"; band PSNR minus plain-twin PSNR: worst {min(ends):+.2f} dB, mean {np.mean(ends):+.2f} dB, "
-            f"{int(np.sum(np.array(ends) >= -0.3))} of {len(ends)} within 0.3 dB"
+            f"{st['band_within']} of {len(ends)} within 0.3 dB"
             if short
             else ""
         )
         + ".",
     ]
     return "\n".join(out)
+
+
+def stats(rows: list[dict]) -> dict:
+    """The summary figures of one set's ``score.py --json`` rows.
+
+    Returns:
+        ``gain`` (mean over cases of isp - noisy), ``vs_bm3d`` (mean isp - BM3D*), ``worst`` and
+        ``worst_name`` (the lowest gain), ``worse`` (cases more than 0.05 dB below the input),
+        ``cells`` (``{(iso, "band"|"plain"): mean isp - BM3D*}``), and for each band case paired
+        with its plain twin ``band_minus_plain`` (PSNR) and ``band_gain_minus_plain`` (gain), with
+        ``band_within`` (how many of the former are >= -0.3 dB).
+    """
+    gain = np.array([r["denoised"] - r["noisy"] for r in rows])
+    vs = np.array([r["denoised"] - r["bm3d_gat"] for r in rows])
+    cells = defaultdict(list)
+    for r, v in zip(rows, vs, strict=True):
+        cells[(r["iso"], "band" if r["banding"] else "plain")].append(v)
+    twins = {r["name"].replace("_band", ""): r for r in rows if r["banding"]}
+    pairs = [
+        (twins[r["name"].replace("_plain", "")], r)
+        for r in rows
+        if not r["banding"] and r["name"].replace("_plain", "") in twins
+    ]
+    ends = [b["denoised"] - p["denoised"] for b, p in pairs]
+    return {
+        "gain": float(gain.mean()),
+        "vs_bm3d": float(np.nanmean(vs)),
+        "worst": float(gain.min()),
+        "worst_name": rows[int(np.argmin(gain))]["name"],
+        "worse": int(np.sum(gain < -0.05)),
+        "cells": {k: float(np.nanmean(v)) for k, v in sorted(cells.items())},
+        "band_minus_plain": ends,
+        "band_gain_minus_plain": [
+            (b["denoised"] - b["noisy"]) - (p["denoised"] - p["noisy"]) for b, p in pairs
+        ],
+        "band_within": int(np.sum(np.array(ends) >= -0.3)),
+    }
 
 
 def cases(rows: list[dict]) -> str:

@@ -258,6 +258,33 @@ def plot_psnr_vs_iso(
     Returns:
         The path written.
     """
+    return plot_lines(series, path, title=title, xlabel="ISO", ylabel=ylabel, log_x=True, size=size)
+
+
+def plot_lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    log_x: bool = False,
+    size: tuple[int, int] = (1000, 640),
+) -> Path:
+    """Line plot of one series per method, with ±std bars where given, drawn with PIL.
+
+    Args:
+        series: ``{label: (xs, means, stds)}``; ``stds`` may be all zeros.
+        path: output PNG.
+        title: plot title.
+        xlabel: x axis label.
+        ylabel: y axis label.
+        log_x: a log2 x axis (ticks at the given xs) instead of a linear one.
+        size: ``(width, height)`` in pixels.
+
+    Returns:
+        The path written.
+    """
     from PIL import Image, ImageDraw
 
     if not series:
@@ -268,16 +295,24 @@ def plot_psnr_vs_iso(
     font, small = _font(16), _font(13)
     left, right, top, bottom = 70, 230, 40, 60
     x0, x1, y0, y1 = left, w - right, top, h - bottom
-    isos = sorted({float(i) for s in series.values() for i in s[0]})
+    xs_all = sorted({float(i) for s in series.values() for i in s[0]})
     lo = [m - s for v in series.values() for m, s in zip(v[1], v[2], strict=True) if math.isfinite(m)]
     hi = [m + s for v in series.values() for m, s in zip(v[1], v[2], strict=True) if math.isfinite(m)]
     ymin, ymax = math.floor(min(lo)) - 1, math.ceil(max(hi)) + 1
-    lx0, lx1 = math.log2(isos[0]), math.log2(isos[-1])
+    fx = math.log2 if log_x else float
+    lx0, lx1 = fx(xs_all[0]), fx(xs_all[-1])
     if lx1 == lx0:
         lx0, lx1 = lx0 - 1, lx1 + 1
+    if log_x:
+        ticks = xs_all
+    else:  # about eight round ticks
+        raw = (lx1 - lx0) / 8
+        unit = 10 ** math.floor(math.log10(raw))
+        tick = next(m * unit for m in (1, 2, 5, 10) if m * unit >= raw)
+        ticks = [k * tick for k in range(math.ceil(lx0 / tick), math.floor(lx1 / tick) + 1)]
 
-    def px(iso: float) -> float:
-        return x0 + (math.log2(iso) - lx0) / (lx1 - lx0) * (x1 - x0)
+    def px(x: float) -> float:
+        return x0 + (fx(x) - lx0) / (lx1 - lx0) * (x1 - x0)
 
     def py(v: float) -> float:
         return y1 - (v - ymin) / (ymax - ymin) * (y1 - y0)
@@ -286,12 +321,12 @@ def plot_psnr_vs_iso(
     for v in range(int(ymin), int(ymax) + 1, step):
         draw.line([(x0, py(v)), (x1, py(v))], fill=(225, 225, 225))
         draw.text((x0 - 8, py(v)), f"{v}", fill="black", font=small, anchor="rm")
-    for iso in isos:
-        draw.line([(px(iso), y0), (px(iso), y1)], fill=(235, 235, 235))
-        draw.text((px(iso), y1 + 8), f"{iso:g}", fill="black", font=small, anchor="mt")
+    for x in ticks:
+        draw.line([(px(x), y0), (px(x), y1)], fill=(235, 235, 235))
+        draw.text((px(x), y1 + 8), f"{x:g}", fill="black", font=small, anchor="mt")
     draw.rectangle([x0, y0, x1, y1], outline="black")
     draw.text(((x0 + x1) / 2, 12), title, fill="black", font=font, anchor="mt")
-    draw.text(((x0 + x1) / 2, h - 18), "ISO", fill="black", font=font, anchor="mm")
+    draw.text(((x0 + x1) / 2, h - 18), xlabel, fill="black", font=font, anchor="mm")
     ylab = Image.new("RGB", (200, 24), "white")
     ImageDraw.Draw(ylab).text((100, 12), ylabel, fill="black", font=font, anchor="mm")
     img.paste(ylab.rotate(90, expand=True), (8, int((y0 + y1) / 2 - 100)))
