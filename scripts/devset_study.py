@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "experiment" / "devset"
-VARIANTS = ["msconv", "tile_concat", "film", "none", "msconv_scalars", "msconv_flat"]
+VARIANTS = ["msconv", "tile_concat", "film", "none", "msconv_scalars", "msconv_flat", "msconv_noisemap"]
 LABELS = {
     "msconv": "msconv (default)",
     "tile_concat": "tile_concat",
@@ -40,6 +40,7 @@ LABELS = {
     "none": "none (blind)",
     "msconv_scalars": "msconv, no row/column vectors",
     "msconv_flat": "msconv, vectors flattened",
+    "msconv_noisemap": "msconv + noise map",
 }
 SETS = ("physical", "iso-overstated")
 
