@@ -32,7 +32,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "experiment" / "devset"
-VARIANTS = ["msconv", "tile_concat", "film", "none", "msconv_scalars", "msconv_flat", "msconv_noisemap"]
+VARIANTS = [
+    "msconv",
+    "tile_concat",
+    "film",
+    "none",
+    "msconv_scalars",
+    "msconv_flat",
+    "msconv_noisemap",
+    "film_noisemap",
+]
 LABELS = {
     "msconv": "msconv (default)",
     "tile_concat": "tile_concat",
@@ -41,6 +50,7 @@ LABELS = {
     "msconv_scalars": "msconv, no row/column vectors",
     "msconv_flat": "msconv, vectors flattened",
     "msconv_noisemap": "msconv + noise map",
+    "film_noisemap": "film + noise map",
 }
 SETS = ("physical", "iso-overstated")
 

@@ -152,7 +152,11 @@ def answers(study: dict) -> list[str]:
         ("msconv", "msconv_flat", "Does flattening the vectors to scalars hurt?"),
         ("msconv", "film", "Is MSConv2d better than FiLM?"),
         ("msconv_noisemap", "msconv", "Does the per-pixel noise map add to MSConv2d's inputs?"),
-        ("msconv_noisemap", "film", "Does msconv with the noise map (the shipped inputs) match FiLM?"),
+        (
+            "msconv_noisemap",
+            "film_noisemap",
+            "With the noise map too (the shipped inputs), is msconv as good as FiLM?",
+        ),
     ]
     for a, b, question in q:
         if a not in study or b not in study:
