@@ -51,6 +51,7 @@ LABELS = {
     "msconv_flat": "msconv, vectors flattened",
     "msconv_noisemap": "msconv + noise map",
     "film_noisemap": "film + noise map",
+    "msconv_film": "msconv + FiLM gain",
 }
 SETS = ("physical", "iso-overstated")
 

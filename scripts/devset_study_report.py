@@ -151,6 +151,8 @@ def answers(study: dict) -> list[str]:
         ("msconv", "msconv_scalars", "Do the per-row and per-column vectors help?"),
         ("msconv", "msconv_flat", "Does flattening the vectors to scalars hurt?"),
         ("msconv", "film", "Is MSConv2d better than FiLM?"),
+        ("msconv_film", "film", "MSConv2d with a FiLM gain against FiLM?"),
+        ("msconv_film", "msconv", "What does the FiLM gain add to MSConv2d?"),
         ("msconv_noisemap", "msconv", "Does the per-pixel noise map add to MSConv2d's inputs?"),
         (
             "msconv_noisemap",

@@ -1,7 +1,7 @@
-"""How the metadata side inputs enter a convolution: MSConv2d, tile-concat, FiLM or not at all.
+"""How the metadata side inputs enter a convolution: MSConv2d, tile-concat, FiLM, both or not at all.
 
 Side inputs are ``row (N, C2, H)`` (one value per image row, e.g. optical-black offsets),
-``col (N, C3, W)`` and ``scalar (N, C4)`` (ISO, exposure, gain). Four ways to use them:
+``col (N, C3, W)`` and ``scalar (N, C4)`` (ISO, exposure, gain). Five ways to use them:
 
 - ``msconv``: :class:`isp.nn.MSConv2d` (the side inputs are folded into the conv through their
   summed kernels: a Linear for the scalars and 1-d convs for the vectors).
@@ -9,6 +9,10 @@ Side inputs are ``row (N, C2, H)`` (one value per image row, e.g. optical-black 
   concatenated to the image; the same function class as ``msconv``, the ablation's reference).
 - ``film``: a plain conv followed by a per-channel scale and shift predicted from the scalars and
   the vectors' means (Perez et al., "FiLM", AAAI 2018): ``y = conv(x) * (1 + gamma) + beta``.
+- ``msconv_film``: ``msconv`` followed by a FiLM gain, ``y = msconv(x, ...) * (1 + gamma)``
+  with ``gamma`` linear in the scalars and the vectors' means (the shift is already in msconv's
+  scalar term). The gain layer starts at zero, so the layer starts as ``msconv``: it can be added
+  to a trained msconv network and trained on from its function.
 - ``none``: a plain conv; the side inputs are ignored.
 
 FiLM: https://arxiv.org/abs/1709.07871
@@ -25,7 +29,7 @@ from isp.nn import MSConv2d, TileConcatConv2d
 
 __all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
-Conditioning = Literal["msconv", "tile_concat", "none", "film"]
+Conditioning = Literal["msconv", "tile_concat", "none", "film", "msconv_film"]
 CONDITIONING: tuple[str, ...] = get_args(Conditioning)
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
@@ -80,7 +84,8 @@ class ConditionedConv2d(nn.Module):
         in_channels: ``(C1, C2, C3, C4)``: image, row-vector, column-vector and scalar channels.
         out_channels: output channels.
         kernel_size: odd kernel size; padding is ``kernel_size // 2``.
-        conditioning: one of ``"msconv"``, ``"tile_concat"``, ``"none"``, ``"film"``.
+        conditioning: one of ``"msconv"``, ``"tile_concat"``, ``"none"``, ``"film"``,
+            ``"msconv_film"``.
         padding_mode: as ``nn.Conv2d``'s (MSConv2d is exact for every mode).
         device: passed to the parameters.
         dtype: passed to the parameters.
@@ -125,32 +130,40 @@ class ConditionedConv2d(nn.Module):
         factory = {"device": device, "dtype": dtype}
         conv_args = {"kernel_size": kernel_size, "padding": kernel_size // 2, "padding_mode": padding_mode}
         self.film = None
-        if conditioning == "msconv":
+        if conditioning in ("film", "msconv_film") and sum(side) == 0:
+            raise ValueError(
+                f"Expected at least one side-input channel for `conditioning={conditioning!r}`. "
+                f"Got in_channels={in_channels!r}."
+            )
+        if conditioning in ("msconv", "msconv_film"):
             self.conv = MSConv2d(self.in_channels, out_channels, **conv_args, **factory)
+            if conditioning == "msconv_film":
+                self.film = nn.Linear(sum(side), out_channels, **factory)  # the gain only
+                nn.init.zeros_(self.film.weight)
+                nn.init.zeros_(self.film.bias)
         elif conditioning == "tile_concat":
             self.conv = TileConcatConv2d(self.in_channels, out_channels, **conv_args, **factory)
         else:
             self.conv = nn.Conv2d(in_channels[0], out_channels, **conv_args, **factory)
             if conditioning == "film":
-                if sum(side) == 0:
-                    raise ValueError(
-                        "Expected at least one side-input channel for `conditioning='film'`. "
-                        f"Got in_channels={in_channels!r}."
-                    )
                 self.film = nn.Linear(sum(side), 2 * out_channels, **factory)
 
     def forward(
         self, x: Tensor, row: Tensor | None = None, col: Tensor | None = None, scalar: Tensor | None = None
     ) -> Tensor:
         """Convolve ``x`` with the side inputs; see the class docstring for shapes."""
-        if self.conditioning in ("msconv", "tile_concat"):
+        if self.conditioning in ("msconv", "tile_concat", "msconv_film"):
             c2, c3, c4 = self.in_channels[1:]
             n, _, h, w = x.shape
             # a missing side input is read as zeros (the layers themselves insist on every input)
-            row = (x.new_zeros(n, c2, h) if row is None else row) if c2 else None
-            col = (x.new_zeros(n, c3, w) if col is None else col) if c3 else None
-            scalar = (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None
-            return self.conv(x, row, col, scalar)
+            row_ = (x.new_zeros(n, c2, h) if row is None else row) if c2 else None
+            col_ = (x.new_zeros(n, c3, w) if col is None else col) if c3 else None
+            scalar_ = (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None
+            y = self.conv(x, row_, col_, scalar_)
+            if self.film is None:
+                return y
+            gamma = self.film(film_vector(row, col, scalar, self.in_channels[1:], n, x))
+            return y * (1 + gamma[:, :, None, None])
         y = self.conv(x)
         if self.film is not None:
             z = film_vector(row, col, scalar, self.in_channels[1:], x.shape[0], x)

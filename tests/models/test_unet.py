@@ -134,6 +134,24 @@ def test_film_formula():
     torch.testing.assert_close(conv(x, row, None, sc), conv(x, row, torch.zeros_like(col), sc))
 
 
+def test_msconv_film_formula_and_start():
+    """msconv_film: MSConv2d's output times (1 + gamma), gamma linear in the FiLM vector; starts as msconv."""
+    torch.manual_seed(0)
+    conv = ConditionedConv2d((3, 2, 1, 4), 5, conditioning="msconv_film")
+    plain = ConditionedConv2d((3, 2, 1, 4), 5, conditioning="msconv")
+    plain.load_state_dict({k: v for k, v in conv.state_dict().items() if not k.startswith("film.")})
+    x, row, col, sc = torch.rand(2, 3, 6, 7), torch.rand(2, 2, 6), torch.rand(2, 1, 7), torch.rand(2, 4)
+    torch.testing.assert_close(conv(x, row, col, sc), plain(x, row, col, sc), rtol=0, atol=0)
+    with torch.no_grad():
+        conv.film.weight.normal_()
+        conv.film.bias.normal_()
+    z = torch.cat([row.mean(-1), col.mean(-1), sc], 1)
+    gamma = z @ conv.film.weight.T + conv.film.bias
+    torch.testing.assert_close(conv(x, row, col, sc), plain(x, row, col, sc) * (1 + gamma[..., None, None]))
+    with pytest.raises(ValueError, match="msconv_film"):
+        ConditionedConv2d((4, 0, 0, 0), 8, conditioning="msconv_film")
+
+
 def test_count_parameters_matches_formula():
     net = UNet(base_width=4, depth=2, conditioning="none")
 
@@ -223,7 +241,7 @@ def test_noise_map_needs_the_noise_scalars():
         net(torch.rand(1, 4, 8, 8), torch.rand(1, 7, 8), torch.rand(1, 5, 8), None)
 
 
-@pytest.mark.parametrize("conditioning", ["msconv", "tile_concat", "film", "none"])
+@pytest.mark.parametrize("conditioning", ["msconv", "tile_concat", "film", "msconv_film", "none"])
 def test_a_missing_side_input_is_read_as_zeros(conditioning):
     torch.manual_seed(0)
     net = UNet(base_width=4, depth=2, conditioning=conditioning).eval()
