@@ -41,6 +41,7 @@ VARIANTS = [
     "msconv_flat",
     "msconv_noisemap",
     "film_noisemap",
+    "msconv_film",
 ]
 LABELS = {
     "msconv": "msconv (default)",

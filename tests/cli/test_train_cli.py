@@ -384,11 +384,41 @@ def test_fast_dev_run_production_stages_4_and_5_overstate_more_isos(tmp_path, la
     assert cli.trainer.global_step == 1
 
 
+def _devset_study():
+    sys.path.insert(0, str(REPO / "scripts"))
+    import devset_study
+
+    return devset_study
+
+
+@pytest.mark.parametrize("variant", _devset_study().VARIANTS)
+def test_fast_dev_run_every_devset_study_variant(tmp_path, variant):
+    """scripts/devset_study.py's own command for each variant composes, builds that variant, trains."""
+    from isp.models import SideInputs
+
+    study = _devset_study()
+    cmd = study.train_command(tmp_path / "work", variant, 5, [])
+    assert cmd[1:3] == [str(REPO / "train.py"), "fit"]
+    _, tiny = _production_stages(tmp_path, ["production.yaml"])
+    keep = tiny[tiny.index("--data.scenes.init_args.images") :]  # the tiny data and fast_dev_run
+    keep = [a.replace("--model.net.init_args.", "--model.net.init_args.net.init_args.") for a in keep]
+    cli = main(cmd[2:] + keep)
+    net = cli.model.net
+    assert isinstance(net, SideInputs) and cli.trainer.global_step == 1
+    conditioning = {"msconv_scalars": "msconv", "msconv_flat": "msconv", "msconv_noisemap": "msconv"}
+    conditioning |= {"film_noisemap": "film"}
+    assert net.inputs == {"msconv_scalars": "scalars", "msconv_flat": "flat"}.get(variant, "full")
+    assert net.net.conditioning == conditioning.get(variant, variant) and net.net.base_width == 4
+    assert net.net.noise_map == variant.endswith("_noisemap") and net.net.line_features == 0
+    assert cli.config["fit"]["trainer"]["max_epochs"] == 12 and cli.datamodule.camera.overstated == 0.25
+
+
 def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
     used |= {"production_line.yaml", "production_overstated.yaml", "production_measured.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
+    used |= {f"experiment/devset/{v}.yaml" for v in ["base", *_devset_study().VARIANTS]}  # dev-set study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
     assert on_disk == used
     for name, files in COMPOSED.items():  # the last file's header gives the composed command
