@@ -293,7 +293,7 @@ def plot_lines(
     img = Image.new("RGB", (w, h), "white")
     draw = ImageDraw.Draw(img)
     font, small = _font(16), _font(13)
-    left, right, top, bottom = 70, 230, 40, 60
+    left, right, top, bottom = 70, max(230, 70 + 8 * max(len(label) for label in series)), 40, 60
     x0, x1, y0, y1 = left, w - right, top, h - bottom
     xs_all = sorted({float(i) for s in series.values() for i in s[0]})
     lo = [m - s for v in series.values() for m, s in zip(v[1], v[2], strict=True) if math.isfinite(m)]
