@@ -174,6 +174,8 @@ def answers(study: dict) -> list[str]:
 
 def markdown(study: dict, times: dict[str, float], labels: dict[str, str], command: str) -> str:
     seeds = sorted({r["seed"] for e in study.values() for r in e["runs"]})
+    curve = study[next(iter(study))]["runs"][0]["curve"]  # one validation per epoch
+    epochs, steps = len(curve), (curve[-1][0] + 1 if curve else 0)
     lines = [
         "# The conditioning study on the production data, scored on the development set",
         "",
@@ -181,8 +183,8 @@ def markdown(study: dict, times: dict[str, float], labels: dict[str, str], comma
         "Every variant: a UNet of base width 16, depth 3 (no noise map, no line view), trained from",
         "scratch on the production data (configs/production.yaml: unprocessed photographs, clean real",
         "raws, dead leaves; CameraNoise with banding on 60% of shots, EXIF ISO overstated on 25%),",
-        "crops of 64 x 64 packed pixels, batch 8, Adam 1e-3 cosine to 2e-5 over 12 epochs of 250",
-        "steps (3000 steps), seed-matched: for one seed every variant sees the same crops and noise.",
+        f"crops of 64 x 64 packed pixels, batch 8, Adam 1e-3 cosine to 2e-5 over {epochs} epochs "
+        f"({steps} steps), seed-matched: for one seed every variant sees the same crops and noise.",
         "Scored with `python ../shared/devset/score.py --ckpt <run>/checkpoints/last.ckpt` on both",
         f"sets. Seeds: {', '.join(map(str, seeds))}. Values are mean ± sample std over seeds.",
         "",
