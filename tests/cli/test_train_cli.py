@@ -384,6 +384,18 @@ def test_fast_dev_run_production_stages_4_and_5_overstate_more_isos(tmp_path, la
     assert cli.trainer.global_step == 1
 
 
+def test_fast_dev_run_production_film_changes_only_the_conditioning(tmp_path):
+    _, args = _production_stages(tmp_path, ["production.yaml", "production_film.yaml"])
+    args = [a for a in args if a != "--model.init_weights"]
+    i = args.index(str(tmp_path / "previous.pt"))
+    cli = main(args[:i] + args[i + 1 :])  # from scratch, as the recipe
+    net = cli.model.net
+    assert net.conditioning == "film" and net.noise_map and net.side_channels == (7, 5, 8)
+    assert cli.config["fit"]["trainer"]["logger"]["init_args"]["name"] == "production_film"
+    assert cli.trainer.global_step == 1
+    assert cli.config["fit"]["trainer"]["max_epochs"] == 18 and cli.datamodule.camera.overstated == 0.25
+
+
 def _devset_study():
     sys.path.insert(0, str(REPO / "scripts"))
     import devset_study
@@ -417,6 +429,7 @@ def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
     used |= {"production_line.yaml", "production_overstated.yaml", "production_measured.yaml"}
+    used |= {"production_film.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     used |= {f"experiment/devset/{v}.yaml" for v in ["base", *_devset_study().VARIANTS]}  # dev-set study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
