@@ -105,10 +105,6 @@ def _f(values: list[float], digits: int = 2) -> str:
     return f"{m:+.{digits}f} ± {s:.{digits}f}"
 
 
-def _per_seed(study: dict, variant: str, key) -> list[float]:
-    return [key(r) for r in study[variant]["runs"]]
-
-
 def paired(study: dict, a: str, b: str, key) -> list[float]:
     """``key(a) - key(b)`` seed by seed, for the seeds both variants have (same data and noise draws)."""
     ra = {r["seed"]: key(r) for r in study[a]["runs"]}

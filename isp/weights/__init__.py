@@ -48,7 +48,7 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.json")
 #: Architectures a checkpoint may name (no arbitrary imports from a file's contents).
 ALLOWED_CLASSES = {"isp.models.UNet": "UNet", "isp.models.unet.UNet": "UNet"}
 #: Wrappers a checkpoint may name around one of :data:`ALLOWED_CLASSES` (the study's input variants).
-WRAPPER_CLASSES = {"isp.models.SideInputs": "SideInputs", "isp.models.side_inputs.SideInputs": "SideInputs"}
+WRAPPER_CLASSES = frozenset({"isp.models.SideInputs", "isp.models.side_inputs.SideInputs"})
 
 #: Largest integer architecture argument a checkpoint may give (channels, widths).
 MAX_INT_ARG = 4096
@@ -284,7 +284,10 @@ def _check_agree(
     if ckpt_model is not None and json_model is not None:
         names = [ALLOWED_CLASSES.get(m["class_path"], m["class_path"]) for m in (ckpt_model, json_model)]
         same = names[0] == names[1]
-        if same and names[0] in ALLOWED_CLASSES.values():
+        if same and names[0] in WRAPPER_CLASSES:  # the wrapped net's arguments: as written, nothing else
+            same = ckpt_model["init_args"] == json_model["init_args"]
+            diff = {"init_args": (ckpt_model["init_args"], json_model["init_args"])}
+        elif same and names[0] in ALLOWED_CLASSES.values():
             cls = getattr(models, names[0])
             a, b = (_full_args(cls, _check_init_args(path, cls, m)) for m in (ckpt_model, json_model))
             same = a == b

@@ -276,3 +276,16 @@ def test_inputs_version_from_the_training_source():
     assert inputs_version(wrapped, {"source": "synthetic"}) == 1
     assert inputs_version(_unet(row_channels=7, col_channels=5, scalar_channels=8), {}) == 2
     assert inputs_version(wrapped, {"source": "scenes", "inputs_version": 1}) == 1
+
+
+def test_a_stray_json_beside_a_wrapper_ckpt_cannot_change_it(tmp_path):
+    from isp.models import SideInputs
+
+    arch = {"class_path": "isp.models.SideInputs", "init_args": {"net": ARCH, "inputs": "full"}}
+    path = _lightning(tmp_path, SideInputs(_unet()), arch=arch)
+    other = {"class_path": "isp.models.SideInputs", "init_args": {"net": ARCH, "inputs": "scalars"}}
+    path.with_suffix(".json").write_text(json.dumps({"model": other}))
+    with pytest.raises(CheckpointError, match=r"run\.json.*another architecture.*init_args"):
+        load_model(path)
+    path.with_suffix(".json").write_text(json.dumps({"model": arch}))
+    assert load_model(path).net.inputs == "full"
