@@ -396,6 +396,24 @@ def test_fast_dev_run_production_film_changes_only_the_conditioning(tmp_path):
     assert cli.config["fit"]["trainer"]["max_epochs"] == 18 and cli.datamodule.camera.overstated == 0.25
 
 
+def test_fast_dev_run_production_film_stage_2_is_stage_2_from_film_weights(tmp_path):
+    stages = ["production.yaml", "production_finetune.yaml", "production_film_finetune.yaml"]
+    stage1, args = _production_stages(tmp_path, stages, conditioning="film")
+    args += ["--trainer.max_steps", "1", "--model.optimizer.init_args.lr", "0"]
+    cli = main(args)
+    net = cli.model.net
+    assert net.conditioning == "film" and net.noise_map and net.line_features == 0
+    assert cli.config["fit"]["trainer"]["logger"]["init_args"]["name"] == "production_film_ft"
+    overlay = yaml.safe_load((CONFIGS / "production_film_finetune.yaml").read_text())
+    assert overlay["checkpoint"]["dirpath"] == "runs/production_film_ft/checkpoints"  # (the test's own here)
+    assert overlay["model"]["init_weights"] == "runs/production_film/checkpoints/last.ckpt"
+    assert cli.config["fit"]["trainer"]["max_epochs"] == 18  # stage 2's schedule
+    assert cli.datamodule.crop_size == 16 and tuple(cli.datamodule.reference_a) == (5e-6, 1.2e-4)
+    for name, value in stage1.state_dict().items():  # lr 0: the FiLM stage-1 weights, all of them
+        assert torch.equal(net.state_dict()[name].cpu(), value), name
+    assert cli.trainer.global_step == 1
+
+
 def _devset_study():
     sys.path.insert(0, str(REPO / "scripts"))
     import devset_study
@@ -429,7 +447,7 @@ def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
     used |= {"production_line.yaml", "production_overstated.yaml", "production_measured.yaml"}
-    used |= {"production_film.yaml"}
+    used |= {"production_film.yaml", "production_film_finetune.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     used |= {f"experiment/devset/{v}.yaml" for v in ["base", *_devset_study().VARIANTS]}  # dev-set study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
