@@ -414,6 +414,40 @@ def test_fast_dev_run_production_film_stage_2_is_stage_2_from_film_weights(tmp_p
     assert cli.trainer.global_step == 1
 
 
+@pytest.mark.parametrize(
+    ("stage", "overstated", "previous_run"),
+    [
+        (3, 0.25, "production_film_ft"),
+        (4, 0.5, "production_film_line"),
+        (5, 0.65, "production_film_overstated"),
+    ],
+)
+def test_fast_dev_run_production_film_stages_3_to_5_are_the_msconv_stages_without_the_line_view(
+    tmp_path, stage, overstated, previous_run
+):
+    overlay = [
+        "production_film_line.yaml",
+        "production_film_overstated.yaml",
+        "production_film_measured.yaml",
+    ]
+    stages = [*STAGES_1_3, "production_overstated.yaml", "production_measured.yaml"][:stage]
+    previous, args = _production_stages(tmp_path, [*stages, overlay[stage - 3]], conditioning="film")
+    args += ["--trainer.max_steps", "1", "--model.optimizer.init_args.lr", "0"]
+    cli = main(args)
+    net = cli.model.net
+    assert net.conditioning == "film" and net.line_features == 0 and net.noise_map
+    assert cli.datamodule.reference_noise == 1.0 and cli.datamodule.camera.overstated == overstated
+    for name, value in previous.state_dict().items():  # lr 0: the previous FiLM stage, every weight
+        assert torch.equal(net.state_dict()[name].cpu(), value), name
+    config = yaml.safe_load((CONFIGS / overlay[stage - 3]).read_text())
+    assert config["model"]["init_weights"] == f"runs/{previous_run}/checkpoints/last.ckpt"
+    name = cli.config["fit"]["trainer"]["logger"]["init_args"]["name"]
+    assert config["checkpoint"]["dirpath"] == f"runs/{name}/checkpoints" and name.startswith(
+        "production_film_"
+    )
+    assert all(f"configs/{f}" in (CONFIGS / overlay[stage - 3]).read_text() for f in stages)
+
+
 def _devset_study():
     sys.path.insert(0, str(REPO / "scripts"))
     import devset_study
@@ -447,7 +481,8 @@ def test_every_config_file_is_used_and_documents_its_command():
     used = {f for files in COMPOSED.values() for f in files}
     used |= {"quickstart.yaml", "production.yaml", "production_finetune.yaml", "production_gpu.yaml"}
     used |= {"production_line.yaml", "production_overstated.yaml", "production_measured.yaml"}
-    used |= {"production_film.yaml", "production_film_finetune.yaml"}
+    used |= {"production_film.yaml", "production_film_finetune.yaml", "production_film_line.yaml"}
+    used |= {"production_film_overstated.yaml", "production_film_measured.yaml"}
     used |= {p.relative_to(CONFIGS).as_posix() for p in (CONFIGS / "experiment").glob("*.yaml")}  # study
     used |= {f"experiment/devset/{v}.yaml" for v in ["base", *_devset_study().VARIANTS]}  # dev-set study
     on_disk = {p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")}
