@@ -42,6 +42,7 @@ VARIANTS = [
     "msconv_noisemap",
     "film_noisemap",
     "msconv_film",
+    "film_msconv",
 ]
 LABELS = {
     "msconv": "msconv (default)",
@@ -53,6 +54,7 @@ LABELS = {
     "msconv_noisemap": "msconv + noise map",
     "film_noisemap": "film + noise map",
     "msconv_film": "msconv + FiLM gain",
+    "film_msconv": "FiLM on MSConv2d",
 }
 SETS = ("physical", "iso-overstated")
 

@@ -149,6 +149,8 @@ def answers(study: dict) -> list[str]:
         ("msconv", "film", "Is MSConv2d better than FiLM?"),
         ("msconv_film", "film", "MSConv2d with a FiLM gain against FiLM?"),
         ("msconv_film", "msconv", "What does the FiLM gain add to MSConv2d?"),
+        ("film_msconv", "film", "Does FiLM keep its lead with MSConv2d as its convolution?"),
+        ("film_msconv", "msconv", "What does FiLM add to MSConv2d?"),
         ("msconv_noisemap", "msconv", "Does the per-pixel noise map add to MSConv2d's inputs?"),
         (
             "msconv_noisemap",

@@ -13,6 +13,9 @@ Side inputs are ``row (N, C2, H)`` (one value per image row, e.g. optical-black 
   with ``gamma`` linear in the scalars and the vectors' means (the shift is already in msconv's
   scalar term). The gain layer starts at zero, so the layer starts as ``msconv``: it can be added
   to a trained msconv network and trained on from its function.
+- ``film_msconv``: ``film`` with :class:`isp.nn.MSConv2d` as its convolution,
+  ``y = msconv(x, ...) * (1 + gamma) + beta``, the FiLM layer initialised as ``film``'s (not at
+  zero): FiLM's frame-wide modulation and MSConv2d's per-row and per-column terms together.
 - ``none``: a plain conv; the side inputs are ignored.
 
 FiLM: https://arxiv.org/abs/1709.07871
@@ -29,7 +32,7 @@ from isp.nn import MSConv2d, TileConcatConv2d
 
 __all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
-Conditioning = Literal["msconv", "tile_concat", "none", "film", "msconv_film"]
+Conditioning = Literal["msconv", "tile_concat", "none", "film", "msconv_film", "film_msconv"]
 CONDITIONING: tuple[str, ...] = get_args(Conditioning)
 PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
 PADDING_MODES: tuple[str, ...] = get_args(PaddingMode)
@@ -85,7 +88,7 @@ class ConditionedConv2d(nn.Module):
         out_channels: output channels.
         kernel_size: odd kernel size; padding is ``kernel_size // 2``.
         conditioning: one of ``"msconv"``, ``"tile_concat"``, ``"none"``, ``"film"``,
-            ``"msconv_film"``.
+            ``"msconv_film"``, ``"film_msconv"``.
         padding_mode: as ``nn.Conv2d``'s (MSConv2d is exact for every mode).
         device: passed to the parameters.
         dtype: passed to the parameters.
@@ -130,13 +133,15 @@ class ConditionedConv2d(nn.Module):
         factory = {"device": device, "dtype": dtype}
         conv_args = {"kernel_size": kernel_size, "padding": kernel_size // 2, "padding_mode": padding_mode}
         self.film = None
-        if conditioning in ("film", "msconv_film") and sum(side) == 0:
+        if conditioning in ("film", "msconv_film", "film_msconv") and sum(side) == 0:
             raise ValueError(
                 f"Expected at least one side-input channel for `conditioning={conditioning!r}`. "
                 f"Got in_channels={in_channels!r}."
             )
-        if conditioning in ("msconv", "msconv_film"):
+        if conditioning in ("msconv", "msconv_film", "film_msconv"):
             self.conv = MSConv2d(self.in_channels, out_channels, **conv_args, **factory)
+            if conditioning == "film_msconv":
+                self.film = nn.Linear(sum(side), 2 * out_channels, **factory)  # gain and shift
             if conditioning == "msconv_film":
                 self.film = nn.Linear(sum(side), out_channels, **factory)  # the gain only
                 nn.init.zeros_(self.film.weight)
@@ -152,7 +157,7 @@ class ConditionedConv2d(nn.Module):
         self, x: Tensor, row: Tensor | None = None, col: Tensor | None = None, scalar: Tensor | None = None
     ) -> Tensor:
         """Convolve ``x`` with the side inputs; see the class docstring for shapes."""
-        if self.conditioning in ("msconv", "tile_concat", "msconv_film"):
+        if self.conditioning in ("msconv", "tile_concat", "msconv_film", "film_msconv"):
             c2, c3, c4 = self.in_channels[1:]
             n, _, h, w = x.shape
             # a missing side input is read as zeros (the layers themselves insist on every input)
@@ -162,9 +167,11 @@ class ConditionedConv2d(nn.Module):
             y = self.conv(x, row_, col_, scalar_)
             if self.film is None:
                 return y
-            gamma = self.film(film_vector(row, col, scalar, self.in_channels[1:], n, x))
-            return y * (1 + gamma[:, :, None, None])
-        y = self.conv(x)
+            if self.conditioning == "msconv_film":
+                gamma = self.film(film_vector(row, col, scalar, self.in_channels[1:], n, x))
+                return y * (1 + gamma[:, :, None, None])
+        else:
+            y = self.conv(x)
         if self.film is not None:
             z = film_vector(row, col, scalar, self.in_channels[1:], x.shape[0], x)
             gamma, beta = self.film(z).chunk(2, dim=1)

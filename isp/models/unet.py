@@ -112,8 +112,8 @@ class UNet(nn.Module):
         scalar_channels: ``C4`` (0: no scalar input).
         base_width: channels of the first level; level ``l`` has ``base_width * 2**l``.
         depth: number of 2x downsamplings; the bottleneck runs at ``H / 2**depth``.
-        conditioning: ``"msconv"`` (default), ``"tile_concat"``, ``"film"``, ``"msconv_film"``
-            or ``"none"``.
+        conditioning: ``"msconv"`` (default), ``"tile_concat"``, ``"film"``, ``"msconv_film"``,
+            ``"film_msconv"`` or ``"none"``.
         residual: add the input to the output (the net predicts the correction).
         input_scale: the image is multiplied by this on the way in and the predicted correction
             divided by it on the way out (units of the output = units of the input).
@@ -126,7 +126,7 @@ class UNet(nn.Module):
             with this view starts as the same function as one without). A 3x3 receptive field
             cannot tell a row offset (banding) from texture; a whole row of a few hundred pixels
             can, far better than the masked pixels at its end. Needs ``conditioning`` "msconv",
-            "msconv_film" or "tile_concat".
+            "msconv_film", "film_msconv" or "tile_concat".
         noise_map: append the per-pixel noise std ``sqrt(a * max(x, 0) + b)`` of every plane as
             image channels (Brooks et al. 2019), ``a = 1e-3 * 2**scalar[:, 5]`` and
             ``b = 1e-5 * 4**scalar[:, 6]`` being the measured noise of
@@ -181,10 +181,11 @@ class UNet(nn.Module):
         _check_int("depth", depth, 0)
         if conditioning not in CONDITIONING:
             raise ValueError(f"Expected `conditioning` to be one of {CONDITIONING}. Got {conditioning!r}.")
-        if line_features and conditioning not in ("msconv", "tile_concat", "msconv_film"):
+        if line_features and conditioning not in ("msconv", "tile_concat", "msconv_film", "film_msconv"):
             raise ValueError(
-                "Expected `conditioning` 'msconv', 'msconv_film' or 'tile_concat' with `line_features` > 0 "
-                f"(the line view enters through row and column inputs). Got {conditioning!r}."
+                "Expected `conditioning` 'msconv', 'msconv_film', 'film_msconv' or 'tile_concat' with "
+                "`line_features` > 0 (the line view enters through row and column inputs). "
+                f"Got {conditioning!r}."
             )
         if residual and in_channels != out_channels:
             raise ValueError(

@@ -152,6 +152,28 @@ def test_msconv_film_formula_and_start():
         ConditionedConv2d((4, 0, 0, 0), 8, conditioning="msconv_film")
 
 
+def test_film_msconv_formula_against_an_independent_msconv_and_linear():
+    """film_msconv: MSConv2d's output times (1 + gamma) plus beta, (gamma, beta) one Linear of
+    [row means, column means, scalars]; its FiLM layer starts as film's (not at zero)."""
+    from isp.nn import MSConv2d
+
+    torch.manual_seed(0)
+    conv = ConditionedConv2d((3, 2, 1, 4), 5, conditioning="film_msconv")
+    assert conv.film.weight.abs().sum() > 0  # film's default init, so the layer is not msconv at start
+    ms = MSConv2d((3, 2, 1, 4), 5, 3, padding=1)
+    ms.load_state_dict({k[len("conv.") :]: v for k, v in conv.state_dict().items() if k.startswith("conv.")})
+    x, row, col, sc = torch.rand(2, 3, 6, 7), torch.rand(2, 2, 6), torch.rand(2, 1, 7), torch.rand(2, 4)
+    z = torch.cat([row.mean(-1), col.mean(-1), sc], 1)
+    gamma, beta = (z @ conv.film.weight.T + conv.film.bias).chunk(2, dim=1)
+    ref = ms(x, row, col, sc) * (1 + gamma[..., None, None]) + beta[..., None, None]
+    torch.testing.assert_close(conv(x, row, col, sc), ref)
+    # a missing vector reads as zeros, in the MSConv2d terms and the FiLM vector alike
+    torch.testing.assert_close(conv(x, None, col, sc), conv(x, torch.zeros_like(row), col, sc))
+    with pytest.raises(ValueError, match="film_msconv"):
+        ConditionedConv2d((4, 0, 0, 0), 8, conditioning="film_msconv")
+    assert UNet(base_width=4, depth=2, conditioning="film_msconv", line_features=2).line_features == 2
+
+
 def test_count_parameters_matches_formula():
     net = UNet(base_width=4, depth=2, conditioning="none")
 
@@ -241,7 +263,9 @@ def test_noise_map_needs_the_noise_scalars():
         net(torch.rand(1, 4, 8, 8), torch.rand(1, 7, 8), torch.rand(1, 5, 8), None)
 
 
-@pytest.mark.parametrize("conditioning", ["msconv", "tile_concat", "film", "msconv_film", "none"])
+@pytest.mark.parametrize(
+    "conditioning", ["msconv", "tile_concat", "film", "msconv_film", "film_msconv", "none"]
+)
 def test_a_missing_side_input_is_read_as_zeros(conditioning):
     torch.manual_seed(0)
     net = UNet(base_width=4, depth=2, conditioning=conditioning).eval()
