@@ -170,7 +170,9 @@ def answers(study: dict) -> list[str]:
     return out
 
 
-def markdown(study: dict, times: dict[str, float], labels: dict[str, str], command: str) -> str:
+def markdown(
+    study: dict, times: dict[str, float], labels: dict[str, str], command: str, load: float | None = None
+) -> str:
     seeds = sorted({r["seed"] for e in study.values() for r in e["runs"]})
     curve = study[next(iter(study))]["runs"][0]["curve"]  # one validation per epoch
     epochs, steps = len(curve), (curve[-1][0] + 1 if curve else 0)
@@ -254,10 +256,13 @@ def markdown(study: dict, times: dict[str, float], labels: dict[str, str], comma
         "",
         "## Set-up",
         "",
-        f"- Machine: {platform.machine()} CPU, {os.cpu_count()} cores; runs trained two at a time, one "
-        "torch thread and one data worker each.",
+        f"- Machine: {platform.machine()} CPU, {os.cpu_count()} cores; each run trained with one torch "
+        "thread and one data worker, two runs at a time or one beside another training run "
+        "(the train column's minutes depend on it).",
         f"- torch {torch.__version__}. Step time: `scripts/devset_study_report.py` (interleaved, 15 "
-        "repetitions after 3 warm-up, one thread, on the trained networks).",
+        "repetitions after 3 warm-up, one thread, on the trained networks"
+        + ("" if load is None else f"; 1-minute load average {load:.1f} when timed")
+        + ").",
     ]
     return "\n".join(lines) + "\n"
 
@@ -280,10 +285,11 @@ def write(args) -> None:
     study = collect(args.work, args.variants, args.seeds)
     if not study:
         raise SystemExit(f"{args.work}: no trained and scored run to report")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     times = step_times(args.work, study)
     command = "python scripts/devset_study.py --seeds " + " ".join(map(str, args.seeds))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "devset_study.md").write_text(markdown(study, times, LABELS, command))
+    (args.out / "devset_study.md").write_text(markdown(study, times, LABELS, command, load))
     (args.out / "devset_study.json").write_text(
         json.dumps({"step_ms": times, "variants": _json_ready(study)}, indent=1) + "\n"
     )
