@@ -21,11 +21,19 @@ checkpoint is saved, i.e. when the metric improved, and a checkpoint without a m
 only after validation when ``check_val_every_n_epoch > 1``: resuming from either would lose
 the epochs since.)
 The resolved config is saved as ``config.yaml`` in the run's log folder.
+
+``--trainer.max_time`` is Lightning's: it counts the training time of every run a checkpoint
+went through, so a run that ``max_time`` stopped resumes only with a larger one (``fit`` says so
+before it starts, instead of stopping at once).
 """
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.cli import LightningCLI
 
 from isp.data import RawDataModule
@@ -55,6 +63,27 @@ class DenoiseCLI(LightningCLI):
         )
         parser.link_arguments("model.monitor", "checkpoint.monitor")
         parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
+
+    def before_fit(self) -> None:
+        """Refuse to resume a checkpoint that has already spent ``--trainer.max_time``."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if timer is None or ckpt_path is None:
+            return
+        path = Path(self.config[self.subcommand]["checkpoint"]["dirpath"]) / "last.ckpt"
+        path = path if ckpt_path == "last" else Path(ckpt_path)
+        if not path.is_file():
+            return  # Lightning reports a missing checkpoint itself
+        state = torch.load(path, map_location="cpu", weights_only=False).get("callbacks", {})
+        spent = state.get("Timer", {}).get("time_elapsed", {}).get("train", 0.0)
+        if spent >= timer._duration:
+            raise ValueError(
+                f"Cannot resume from {path}: it has already trained for "
+                f"{timedelta(seconds=int(spent))}, and `--trainer.max_time` allows "
+                f"{timedelta(seconds=int(timer._duration))} in all (Lightning counts the time of the "
+                "runs before), so the run would stop at once. Give a larger one, e.g. "
+                "`--trainer.max_time 00:02:00:00` (days:hours:minutes:seconds)."
+            )
 
 
 def main(args: list[str] | None = None, run: bool = True) -> DenoiseCLI:

@@ -173,6 +173,21 @@ def test_resume_from_last_continues_and_predict(tmp_path, sample_root):
     assert torch.equal(loaded.net.head.weight, ckpt["net.head.weight"])
 
 
+def test_resuming_a_run_that_spent_its_max_time_is_a_clear_error(tmp_path, sample_root):
+    common = ["--data.train_repeat", "1", "--trainer.num_sanity_val_steps", "0"]
+    main(_args(tmp_path, "quickstart.yaml", sample_root, *common, "--trainer.max_epochs", "1"))
+    last = tmp_path / "ckpt" / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
+    assert 0 < ckpt["callbacks"]["Timer"]["time_elapsed"]["train"] < 60
+    ckpt["callbacks"]["Timer"]["time_elapsed"]["train"] = 3600.0  # as if it had trained an hour
+    torch.save(ckpt, last)
+    resume = [*common, "--trainer.max_epochs", "2", "--ckpt_path", "last"]
+    with pytest.raises(ValueError, match=r"last\.ckpt: it has already trained for 1:00:00.*allows 0:30:00"):
+        main(_args(tmp_path, "quickstart.yaml", sample_root, *resume, "--trainer.max_time", "00:00:30:00"))
+    cli = main(_args(tmp_path, "quickstart.yaml", sample_root, *resume, "--trainer.max_time", "00:02:00:00"))
+    assert cli.trainer.current_epoch == 2 and cli.trainer.global_step == 4  # resumed, not stopped
+
+
 def test_last_checkpoint_keeps_epochs_after_the_last_validation(tmp_path, sample_root):
     # validation every 2 epochs, 3 epochs: the third is never validated but must not be lost
     cli = main(
