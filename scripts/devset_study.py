@@ -43,6 +43,7 @@ VARIANTS = [
     "film_noisemap",
     "msconv_film",
     "film_msconv",
+    "msconv_replicate",
 ]
 LABELS = {
     "msconv": "msconv (default)",
@@ -55,6 +56,7 @@ LABELS = {
     "film_noisemap": "film + noise map",
     "msconv_film": "msconv + FiLM gain",
     "film_msconv": "FiLM on MSConv2d",
+    "msconv_replicate": "msconv, replicate padding",
 }
 SETS = ("physical", "iso-overstated")
 

@@ -151,6 +151,8 @@ def answers(study: dict) -> list[str]:
         ("msconv_film", "msconv", "What does the FiLM gain add to MSConv2d?"),
         ("film_msconv", "film", "Does FiLM keep its lead with MSConv2d as its convolution?"),
         ("film_msconv", "msconv", "What does FiLM add to MSConv2d?"),
+        ("msconv_replicate", "msconv", "Do MSConv2d's partial side sums at zero-padded borders cost?"),
+        ("msconv_replicate", "film", "With replicate padding, is msconv as good as FiLM?"),
         ("msconv_noisemap", "msconv", "Does the per-pixel noise map add to MSConv2d's inputs?"),
         (
             "msconv_noisemap",

@@ -203,6 +203,7 @@ class UNet(nn.Module):
         self.base_width = base_width
         self.depth = depth
         self.conditioning = conditioning
+        self.padding_mode = padding_mode
         self.residual = residual
         self.input_scale = float(input_scale)
         self.side_scale = float(side_scale)

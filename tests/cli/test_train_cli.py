@@ -485,10 +485,13 @@ def test_fast_dev_run_every_devset_study_variant(tmp_path, variant):
     net = cli.model.net
     assert isinstance(net, SideInputs) and cli.trainer.global_step == 1
     conditioning = {"msconv_scalars": "msconv", "msconv_flat": "msconv", "msconv_noisemap": "msconv"}
+    conditioning |= {"msconv_replicate": "msconv"}
     conditioning |= {"film_noisemap": "film"}
     assert net.inputs == {"msconv_scalars": "scalars", "msconv_flat": "flat"}.get(variant, "full")
     assert net.net.conditioning == conditioning.get(variant, variant) and net.net.base_width == 4
     assert net.net.noise_map == variant.endswith("_noisemap") and net.net.line_features == 0
+    padding = "replicate" if variant == "msconv_replicate" else "zeros"
+    assert net.net.padding_mode == padding and net.net.encoders[0].conv2.padding_mode == padding
     assert cli.config["fit"]["trainer"]["max_epochs"] == 12 and cli.datamodule.camera.overstated == 0.25
 
 
