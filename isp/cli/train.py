@@ -67,8 +67,9 @@ class DenoiseCLI(LightningCLI):
     def before_fit(self) -> None:
         """Refuse to resume a checkpoint that has already spent ``--trainer.max_time``."""
         timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        allowed = None if timer is None else timer.time_remaining()  # before fit: all of max_time
         ckpt_path = self.config[self.subcommand].get("ckpt_path")
-        if timer is None or ckpt_path is None:
+        if allowed is None or ckpt_path is None:
             return
         path = Path(self.config[self.subcommand]["checkpoint"]["dirpath"]) / "last.ckpt"
         path = path if ckpt_path == "last" else Path(ckpt_path)
@@ -76,11 +77,11 @@ class DenoiseCLI(LightningCLI):
             return  # Lightning reports a missing checkpoint itself
         state = torch.load(path, map_location="cpu", weights_only=False).get("callbacks", {})
         spent = state.get("Timer", {}).get("time_elapsed", {}).get("train", 0.0)
-        if spent >= timer._duration:
+        if spent >= allowed:
             raise ValueError(
                 f"Cannot resume from {path}: it has already trained for "
                 f"{timedelta(seconds=int(spent))}, and `--trainer.max_time` allows "
-                f"{timedelta(seconds=int(timer._duration))} in all (Lightning counts the time of the "
+                f"{timedelta(seconds=int(allowed))} in all (Lightning counts the time of the "
                 "runs before), so the run would stop at once. Give a larger one, e.g. "
                 "`--trainer.max_time 00:02:00:00` (days:hours:minutes:seconds)."
             )
