@@ -140,43 +140,39 @@ class ConditionedConv2d(nn.Module):
             )
         if conditioning in ("msconv", "msconv_film", "film_msconv"):
             self.conv = MSConv2d(self.in_channels, out_channels, **conv_args, **factory)
-            if conditioning == "film_msconv":
-                self.film = nn.Linear(sum(side), 2 * out_channels, **factory)  # gain and shift
-            if conditioning == "msconv_film":
-                self.film = nn.Linear(sum(side), out_channels, **factory)  # the gain only
-                nn.init.zeros_(self.film.weight)
-                nn.init.zeros_(self.film.bias)
         elif conditioning == "tile_concat":
             self.conv = TileConcatConv2d(self.in_channels, out_channels, **conv_args, **factory)
         else:
             self.conv = nn.Conv2d(in_channels[0], out_channels, **conv_args, **factory)
-            if conditioning == "film":
-                self.film = nn.Linear(sum(side), 2 * out_channels, **factory)
+        if conditioning in ("film", "film_msconv"):
+            self.film = nn.Linear(sum(side), 2 * out_channels, **factory)  # gain and shift
+        elif conditioning == "msconv_film":
+            self.film = nn.Linear(sum(side), out_channels, **factory)  # the gain only, from zero
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
     def forward(
         self, x: Tensor, row: Tensor | None = None, col: Tensor | None = None, scalar: Tensor | None = None
     ) -> Tensor:
         """Convolve ``x`` with the side inputs; see the class docstring for shapes."""
+        n = x.shape[0]
         if self.conditioning in ("msconv", "tile_concat", "msconv_film", "film_msconv"):
             c2, c3, c4 = self.in_channels[1:]
-            n, _, h, w = x.shape
+            h, w = x.shape[-2:]
             # a missing side input is read as zeros (the layers themselves insist on every input)
             row_ = (x.new_zeros(n, c2, h) if row is None else row) if c2 else None
             col_ = (x.new_zeros(n, c3, w) if col is None else col) if c3 else None
             scalar_ = (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None
             y = self.conv(x, row_, col_, scalar_)
-            if self.film is None:
-                return y
-            if self.conditioning == "msconv_film":
-                gamma = self.film(film_vector(row, col, scalar, self.in_channels[1:], n, x))
-                return y * (1 + gamma[:, :, None, None])
         else:
             y = self.conv(x)
-        if self.film is not None:
-            z = film_vector(row, col, scalar, self.in_channels[1:], x.shape[0], x)
-            gamma, beta = self.film(z).chunk(2, dim=1)
-            y = torch.addcmul(beta[:, :, None, None], y, 1 + gamma[:, :, None, None])
-        return y
+        if self.film is None:
+            return y
+        z = self.film(film_vector(row, col, scalar, self.in_channels[1:], n, x))
+        if self.conditioning == "msconv_film":
+            return y * (1 + z[:, :, None, None])
+        gamma, beta = z.chunk(2, dim=1)
+        return torch.addcmul(beta[:, :, None, None], y, 1 + gamma[:, :, None, None])
 
     def extra_repr(self) -> str:
         """The conditioning variant (the wrapped layers print their own arguments)."""
