@@ -75,7 +75,7 @@ class DenoiseCLI(LightningCLI):
         path = path if ckpt_path == "last" else Path(ckpt_path)
         if not path.is_file():
             return  # Lightning reports a missing checkpoint itself
-        state = torch.load(path, map_location="cpu", weights_only=False).get("callbacks", {})
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
         spent = state.get("Timer", {}).get("time_elapsed", {}).get("train", 0.0)
         if spent >= allowed:
             raise ValueError(
