@@ -1,4 +1,4 @@
-"""scripts/devset_probe.py: the per-row bookkeeping, and both probes on real dev-set cases."""
+"""scripts/devset_probe.py: the per-row bookkeeping, and the probes on real dev-set cases."""
 
 from __future__ import annotations
 
@@ -25,6 +25,29 @@ def test_row_error_and_psnr():
     out = clean + np.array([0.1, -0.1, 0.0, 0.2])[:, None]
     np.testing.assert_allclose(devset_probe.row_error(out, clean), [0.1, -0.1, 0.0, 0.2])
     assert devset_probe.psnr(out, clean) == pytest.approx(10 * np.log10(1 / 0.015))
+
+
+def test_slow_share_splits_a_profile_by_period():
+    y = np.arange(512)
+    slow, fast = np.sin(2 * np.pi * y / 64), np.sin(2 * np.pi * y / 4)
+    assert devset_probe.slow_share(slow + 5.0) == pytest.approx(1.0)  # the mean does not count
+    assert devset_probe.slow_share(fast) == pytest.approx(0.0, abs=1e-12)
+    assert devset_probe.slow_share(slow + 2 * fast) == pytest.approx(1 / 5)  # powers 1 : 4
+    white = np.random.default_rng(0).normal(size=512)
+    assert 0.05 < devset_probe.slow_share(white) < 0.15  # a tenth of the frequencies
+    assert devset_probe.slow_share(np.zeros(512)) == 0.0
+
+
+@pytest.mark.skipif(not DEVSET.is_dir(), reason="../shared/devset is absent (a user's clone)")
+def test_banding_probe_orders_the_estimators(capsys):
+    devset_probe.main(["banding", "--only", "eos550d_chart_EM1_iso25600"])
+    (line,) = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("eos550d_")]
+    estimate, slow, masked, no_scene, ideal = (float(v) for v in line[1:6])
+    # the masked pixels alone: 16 a row know the offset to about a quarter of the read noise
+    assert 0.2 < masked < 0.35
+    # the whole row does better, and a perfect scene model better still
+    assert ideal < no_scene <= estimate + 0.02 < masked
+    assert 0.0 < slow < 1.0
 
 
 @pytest.mark.skipif(not DEVSET.is_dir(), reason="../shared/devset is absent (a user's clone)")
