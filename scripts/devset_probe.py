@@ -8,7 +8,8 @@ Three probes, each printing one line per case (the model: the shipped default, o
   plain twin; how much of the estimate's error the output keeps (the slope of the output's row
   error on the estimate's error, and their correlation); the band and plain PSNR; the gap split
   into the rows' mean errors and the rest; how much of the output's row error is slow (periods of
-  ``SLOW_PERIOD`` rows or more).
+  ``SLOW_PERIOD`` rows or more), and what the slow part of the estimate's error would cost the
+  plain twin if the network kept all of it.
 - ``iso`` (iso-overstated by default): PSNR as the file is, with the EXIF ISO input lowered by
   ``--stops``, and with the measured noise inputs replaced by the true ``a``, ``b`` of
   ``cases.json``: a network that follows the ISO over the noise it measures gains from the first
@@ -112,12 +113,16 @@ def row_error(mosaic: np.ndarray, clean: np.ndarray) -> np.ndarray:
 
 def slow_share(profile: np.ndarray, period: float = SLOW_PERIOD) -> float:
     """The share of a per-row profile's power (mean removed) in periods of ``period`` rows or more."""
-    spectrum = np.abs(np.fft.rfft(profile - np.mean(profile))) ** 2
-    total = spectrum.sum()
-    if total <= 0:
-        return 0.0
+    total = float(np.sum((profile - np.mean(profile)) ** 2))
+    return 0.0 if total <= 0 else float(np.sum(slow_part(profile, period) ** 2) / total)
+
+
+def slow_part(profile: np.ndarray, period: float = SLOW_PERIOD) -> np.ndarray:
+    """The part of a per-row profile in periods of ``period`` rows or more (its mean removed)."""
+    spectrum = np.fft.rfft(profile - np.mean(profile))
     k = np.arange(spectrum.size)
-    return float(spectrum[(k > 0) & (k <= len(profile) / period)].sum() / total)
+    spectrum[(k == 0) | (k > len(profile) / period)] = 0
+    return np.fft.irfft(spectrum, len(profile))
 
 
 def sensor_rows(banding: np.ndarray, top: int, height: int) -> np.ndarray:
@@ -133,6 +138,7 @@ def probe_rows(net: torch.nn.Module, folder: Path, cases: list[dict]) -> None:
     print(
         f"{'case':40s} {'est err':>8s} {'row err band':>12s} {'plain':>8s} {'kept':>6s} {'corr':>5s}"
         f" {'PSNR band':>9s} {'plain':>6s} {'gap rows':>8s} {'rest':>6s} {'slow':>5s}"
+        f" {'slow cost':>9s}"
     )
     for c in cases:
         if not c["banding"]:
@@ -154,18 +160,20 @@ def probe_rows(net: torch.nn.Module, folder: Path, cases: list[dict]) -> None:
         rest_plain = mse_plain - np.mean(rows_plain**2)
         gap_rest = 10 * math.log10(rest_plain / rest)
         gap = 10 * math.log10(mse_plain / mse)
+        slow_cost = 10 * math.log10(1 + np.mean(slow_part(error) ** 2) / mse_plain)
         print(
             f"{c['name']:40s} {error.std() / read_std:8.3f} {rows.std() / read_std:12.3f}"
             f" {rows_plain.std() / read_std:8.3f} {kept:6.2f} {corr:5.2f}"
             f" {psnr(out, clean):9.2f} {psnr(out_plain, clean):6.2f} {gap - gap_rest:+8.2f} {gap_rest:+6.2f}"
-            f" {slow_share(rows):5.2f}",
+            f" {slow_share(rows):5.2f} {slow_cost:9.2f}",
             flush=True,
         )
     print(
         "(est err, row err: std over the sensor rows in read-noise stds; kept: output row error / estimate"
         " error; gap rows / rest: the band-minus-plain PSNR gap (dB) from the rows' mean errors / from"
         f" the rest of the error; slow: the share of the band output's row error in periods of"
-        f" {SLOW_PERIOD:g} rows or more)"
+        f" {SLOW_PERIOD:g} rows or more; slow cost: the dB the plain twin would lose with the"
+        f" slow part of the estimate's error added)"
     )
 
 
