@@ -15,6 +15,7 @@ import argparse
 import statistics
 import time
 
+import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
 import torch
 import torch.nn.functional as F
 
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, 1 thread, no autograd; {args.reps} interleaved reps, medians x conv")
+    print(
+        f"torch {torch.__version__}, {_pages.pages()}, 1 thread, no autograd;"
+        f" {args.reps} interleaved reps, medians x conv"
+    )
     for n, c_in, c_out, size, blocks in SHAPES:
         fns = calls(n, c_in, c_out, size, blocks)
         times = {k: [] for k in fns}

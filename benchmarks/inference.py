@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
 import numpy as np
 import torch
 from torch import nn
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
             "cores": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
             "torch": torch.__version__,
+            "pages": _pages.pages(),
         },
         "model": loaded.model,
         "throughput": throughput(nets, modes, args.frame, args.tile, args.overlap, args.repeats),
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     arch = ", ".join(f"{k}={v}" for k, v in loaded.model["init_args"].items())
     print(
         f"model {loaded.model['class_path']}({arch}); load average at start "
-        f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores"
+        f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores, {_pages.pages()}"
     )
     print(
         f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread: "

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
@@ -138,6 +139,7 @@ def main() -> None:
     rows = []
     meta = {
         "torch": torch.__version__,
+        "pages": _pages.pages(),
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "reps": reps,
@@ -151,7 +153,7 @@ def main() -> None:
         f"{'MS/lim':>6} {'TC/MS':>5} | {'MS/lim':>6} {'TC/MS':>5} | {'MS extra':>8}"
     )
     where = f"{torch.get_num_threads()} threads, CPU" if args.device == "cpu" else args.device
-    print(f"torch {torch.__version__}, {where}, batch {args.batch}, float32")
+    print(f"torch {torch.__version__}, {_pages.pages()}, {where}, batch {args.batch}, float32")
     print(f"{'':47}| {'wall-clock medians':^30} | {'CPU-time medians':^12} | {'memory':>8}")
     print(header)
     print("-" * len(header))

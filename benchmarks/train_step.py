@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "config": vars(args),
         "torch": torch.__version__,
+        "pages": _pages.pages(),
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
     }
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"UNet base_width={args.base_width} depth={args.depth}, "
         f"batch {args.batch}x4x{args.crop}x{args.crop}, inference tile 1x4x{args.tile}x{args.tile}, "
-        f"{args.reps} interleaved reps, {torch.get_num_threads()} threads"
+        f"{args.reps} interleaved reps, {torch.get_num_threads()} threads, {_pages.pages()}"
         f"{', torch.compile' if args.compile else ', eager'}"
     )
     print("| conditioning | params | median step (ms) | median tile (ms) |")

@@ -414,6 +414,7 @@ def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode,
     """Few image channels and no autograd: the conv runs in row blocks (isp.nn._compact); same values."""
     import isp.nn._compact as compact
 
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)  # 4 KB pages: the blocks are used
     monkeypatch.setattr(compact, "BLOCK_BYTES", 6 * 67 * 8 * 7)  # 7 rows a block: 10 blocks, the last short
     m = MSConv2d(ch, 6, 3, padding=dilation, dilation=dilation, padding_mode=mode, dtype=torch.float64)
     xs = sources(ch, 3, 70, 67)
@@ -433,6 +434,29 @@ def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode,
     torch.testing.assert_close(again, out, rtol=0, atol=0)
     grad_path = m(*xs)  # with autograd: the whole-batch conv and the fused side terms
     torch.testing.assert_close(out, grad_path.detach(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("value, blocked", [("1", False), ("0", True), (None, True)])
+def test_blocked_forward_only_without_huge_pages(monkeypatch, value, blocked):
+    """On huge pages (THP_MEM_ALLOC_ENABLE=1) the whole-batch conv serves; the values are the same."""
+    import isp.nn._compact as compact
+
+    if value is None:
+        monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    else:
+        monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", value)
+    ch = (4, 2, 2, 2)
+    m = MSConv2d(ch, 6, 3, padding=1, dtype=torch.float64)
+    xs = sources(ch, 2, 70, 67)
+    calls = []
+    real = compact.blocked_conv_with_side_terms
+    monkeypatch.setattr(
+        "isp.nn.functional.blocked_conv_with_side_terms", lambda *a: calls.append(1) or real(*a)
+    )
+    with torch.no_grad():
+        out = m(*xs)
+    assert calls == ([1] if blocked else [])
+    torch.testing.assert_close(out, m.to_tile_concat()(*xs).detach(), rtol=0, atol=1e-10)
 
 
 def test_channels_last():
