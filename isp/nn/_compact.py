@@ -214,7 +214,7 @@ def use_blocked_conv(image: Tensor, weight: Tensor, groups: int, geo: Geometry, 
 
     Planes under 64 x 64 were not measured and keep the whole-batch conv. So do processes on huge
     pages (:func:`huge_pages`): there the whole-batch conv runs about twice as fast and the blocks
-    lose to it (1.1-1.5x; ``THP_MEM_ALLOC_ENABLE=1 python benchmarks/blocked_conv.py``).
+    lose to it (1.3-1.5x with the side terms; ``THP_MEM_ALLOC_ENABLE=1 python benchmarks/blocked_conv.py``).
     """
     return (
         not huge_pages()
