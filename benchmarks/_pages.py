@@ -1,13 +1,21 @@
-"""Import before torch: huge pages for PyTorch's CPU buffers, as the programs have them (isp/cli/__init__.py).
+"""Import before torch: the process's memory tuned as the programs have it (``isp.cli.tune_memory``).
 
-``THP_MEM_ALLOC_ENABLE=0 python benchmarks/...`` measures on 4 KB pages instead.
+``ISP_KEEP_FREED_MEMORY=0`` and/or ``THP_MEM_ALLOC_ENABLE=0`` in front of a benchmark measure
+without each part.
 """
 
-import os
+import sys
+from pathlib import Path
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from isp.cli import tune_memory  # noqa: E402
+
+TUNED = tune_memory()
 
 
 def pages() -> str:
-    """``"huge pages"`` or ``"4 KB pages"``: what this process's PyTorch allocator was asked for."""
-    return "huge pages" if os.environ.get("THP_MEM_ALLOC_ENABLE", "").strip() == "1" else "4 KB pages"
+    """What this process's memory runs on, e.g. ``"freed memory kept, huge pages"``."""
+    keep = "freed memory kept" if TUNED["keep_freed_memory"] else "freed memory returned"
+    huge = "huge pages" if TUNED["huge_pages"] else "4 KB pages"
+    return f"{keep}, {huge}"

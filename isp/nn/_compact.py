@@ -13,12 +13,11 @@ with the ops that follow). The derivation is in :mod:`isp.nn.functional`'s docst
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from isp._memory import memory_tuned
 from isp.nn._validate import Geometry
 
 __all__ = ["add_compact_side_terms", "blocked_conv_with_side_terms", "use_blocked_conv", "unfold_1d"]
@@ -204,20 +203,16 @@ def _needs_grad(args: tuple) -> bool:
     return torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args)
 
 
-def huge_pages() -> bool:
-    """Whether PyTorch was asked for huge pages (``THP_MEM_ALLOC_ENABLE=1``, which ``isp.cli`` sets)."""
-    return os.environ.get("THP_MEM_ALLOC_ENABLE", "").strip() == "1"
-
-
 def use_blocked_conv(image: Tensor, weight: Tensor, groups: int, geo: Geometry, side: tuple) -> bool:
     """Whether :func:`blocked_conv_with_side_terms` serves this call (see its docstring).
 
-    Planes under 64 x 64 were not measured and keep the whole-batch conv. So do processes on huge
-    pages (:func:`huge_pages`): there the whole-batch conv runs about twice as fast and the blocks
-    lose to it (1.3-1.5x with the side terms; ``THP_MEM_ALLOC_ENABLE=1 python benchmarks/blocked_conv.py``).
+    Planes under 64 x 64 were not measured and keep the whole-batch conv. So do processes whose
+    memory is tuned (:func:`isp.tune_memory`, as the programs do): there the whole-batch conv no
+    longer faults its output in page by page, runs 2-4x as fast, and the blocks lose to it (1.8-2.0x
+    with the side terms; ``python benchmarks/blocked_conv.py``).
     """
     return (
-        not huge_pages()
+        not memory_tuned()
         and image.device.type == "cpu"
         and image.is_contiguous()
         and not torch.is_autocast_enabled("cpu")
@@ -252,8 +247,8 @@ def blocked_conv_with_side_terms(
     thread, no autograd): 4 -> 32 at 256², batch 8: the conv alone in blocks 0.73-0.88 of the
     whole-batch conv, with the side terms 0.79-0.96 (conv then one rank-2 pass: 1.13); 5 -> 32 at
     576², batch 1 (the UNet's first layer on an inference tile): 0.81-0.89 and 0.86-0.97 (1.11).
-    That is on 4 KB pages, where the whole-batch conv's fresh output faults in page by page; on
-    huge pages it is about twice as fast and beats the blocks (:func:`use_blocked_conv`).
+    That is with glibc's default allocation, where the whole-batch conv's fresh output faults in
+    page by page; with the memory tuned it beats the blocks (:func:`use_blocked_conv`).
     With 32 or more image channels blocks cost more (1.0-1.8), so :func:`use_blocked_conv` keeps
     them to :data:`BLOCKED_MAX_CHANNELS`. The per-channel constant (bias + scalar term) rides in each
     sample's conv bias. Every output equals the unblocked result to float rounding.

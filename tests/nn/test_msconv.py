@@ -412,9 +412,10 @@ def test_module_and_function_agree():
 @pytest.mark.parametrize("dilation", [1, 2])
 def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode, ch, dilation):
     """Few image channels and no autograd: the conv runs in row blocks (isp.nn._compact); same values."""
+    import isp._memory
     import isp.nn._compact as compact
 
-    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)  # 4 KB pages: the blocks are used
+    monkeypatch.setattr(isp._memory, "_TUNED", {"keep_freed_memory": False, "huge_pages": False})
     monkeypatch.setattr(compact, "BLOCK_BYTES", 6 * 67 * 8 * 7)  # 7 rows a block: 10 blocks, the last short
     m = MSConv2d(ch, 6, 3, padding=dilation, dilation=dilation, padding_mode=mode, dtype=torch.float64)
     xs = sources(ch, 3, 70, 67)
@@ -436,15 +437,13 @@ def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode,
     torch.testing.assert_close(out, grad_path.detach(), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("value, blocked", [("1", False), ("0", True), (None, True)])
-def test_blocked_forward_only_without_huge_pages(monkeypatch, value, blocked):
-    """On huge pages (THP_MEM_ALLOC_ENABLE=1) the whole-batch conv serves; the values are the same."""
+@pytest.mark.parametrize("keep, huge", [(True, True), (True, False), (False, True), (False, False)])
+def test_blocked_forward_only_where_the_memory_is_not_tuned(monkeypatch, keep, huge):
+    """With the memory tuned (isp.tune_memory) the whole-batch conv serves; the values are the same."""
+    import isp._memory
     import isp.nn._compact as compact
 
-    if value is None:
-        monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
-    else:
-        monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", value)
+    monkeypatch.setattr(isp._memory, "_TUNED", {"keep_freed_memory": keep, "huge_pages": huge})
     ch = (4, 2, 2, 2)
     m = MSConv2d(ch, 6, 3, padding=1, dtype=torch.float64)
     xs = sources(ch, 2, 70, 67)
@@ -455,7 +454,7 @@ def test_blocked_forward_only_without_huge_pages(monkeypatch, value, blocked):
     )
     with torch.no_grad():
         out = m(*xs)
-    assert calls == ([1] if blocked else [])
+    assert calls == ([] if keep or huge else [1])
     torch.testing.assert_close(out, m.to_tile_concat()(*xs).detach(), rtol=0, atol=1e-10)
 
 
