@@ -1,4 +1,4 @@
-"""Import before torch: the process's memory tuned as the programs have it (``isp.cli.tune_memory``).
+"""Import before torch: the process's memory tuned as the programs have it (:func:`isp.tune_memory`).
 
 ``ISP_KEEP_FREED_MEMORY=0`` and/or ``THP_MEM_ALLOC_ENABLE=0`` in front of a benchmark measure
 without each part.
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from isp.cli import tune_memory  # noqa: E402
+from isp import tune_memory  # noqa: E402  (imports no torch)
 
 TUNED = tune_memory()
 

@@ -15,7 +15,7 @@ import argparse
 import statistics
 import time
 
-import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
+import _pages  # before torch: the memory tuned as the programs run
 import torch
 import torch.nn.functional as F
 

@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
+import _pages  # before torch: the memory tuned as the programs run
 import numpy as np
 import torch
 from torch import nn

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-import _pages  # noqa: F401  (before torch: huge pages, as the programs run)
+import _pages  # before torch: the memory tuned as the programs run
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile

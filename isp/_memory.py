@@ -51,10 +51,9 @@ def tune_memory() -> dict[str, bool]:
         if mallopt is not None:
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
             keep = all(mallopt(p, _HEAP_BYTES) for p in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
-    huge = False
     if "torch" not in sys.modules:  # later the variable would change nothing, and only mislead
         os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-        huge = os.environ["THP_MEM_ALLOC_ENABLE"].strip() == "1"
+    huge = os.environ.get("THP_MEM_ALLOC_ENABLE", "").strip() == "1"  # set here or by the user
     _TUNED["keep_freed_memory"] |= keep
     _TUNED["huge_pages"] |= huge
     return dict(_TUNED)

@@ -41,12 +41,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isp.data.inputs import _A_REF, _B_REF, ModelInputs, _ob_offsets, model_inputs  # noqa: E402
+from isp.data.inputs import _A_REF, _B_REF, ModelInputs, _ob_offsets, measure_noise, model_inputs  # noqa: E402
 from isp.noise.banding import row_banding  # noqa: E402
-from isp.noise.estimate import estimate_noise  # noqa: E402
 from isp.predict.frame import OVERLAP, TILE, for_network  # noqa: E402
 from isp.predict.tiling import size_multiple, tiled_forward  # noqa: E402
-from isp.raw import noise_vectors, pack, pad_to_rggb, read, unpack  # noqa: E402
+from isp.raw import pack, pad_to_rggb, read, unpack  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
 DEVSET = ROOT.parent / "shared" / "devset"
@@ -92,14 +91,9 @@ class Case:
 
     def masked_offsets(self) -> tuple[np.ndarray | None, np.ndarray | float | None]:
         """The masked pixels' per-row offsets ``(2, h)`` and their variance, as ``model_inputs`` has them."""
-        frame = self.frame
-        row, _ = noise_vectors(frame)
-        black = float(np.mean(frame.black_level))
-        floor = -black / (float(frame.white_level) - black) + 1e-9
-        ob = frame.optical_black
-        planes = np.asarray(pack(frame)[0], np.float32)
-        noise = estimate_noise(planes, masked=[ob.left, ob.right], iso=frame.metadata.iso, floor=floor)
-        return _ob_offsets(frame, row, floor, noise.b)
+        planes = np.asarray(pack(self.frame)[0], np.float32)
+        row, _, floor, noise = measure_noise(self.frame, planes, self.frame.metadata.iso)
+        return _ob_offsets(self.frame, row, floor, noise.b)
 
     def rows(self, banding: np.ndarray) -> np.ndarray:
         """``(2, h)`` per packed row (even, odd sensor row) -> ``(H,)`` per row of the file."""

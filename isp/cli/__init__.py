@@ -9,4 +9,4 @@ and ``THP_MEM_ALLOC_ENABLE=0`` opt out).
 
 from isp._memory import tune_memory
 
-TUNED = tune_memory()
+tune_memory()

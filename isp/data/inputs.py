@@ -146,6 +146,29 @@ def _ob_offsets(
     return row[[0, 2]].astype(np.float64), max(read_var, 1e-14) / m
 
 
+def measure_noise(
+    frame: RawFrame, planes: np.ndarray, iso: float | None
+) -> tuple[np.ndarray, np.ndarray, float, NoiseEstimate]:
+    """The masked-pixel vectors, the raw floor and the noise estimate that :func:`model_inputs` uses.
+
+    Args:
+        frame: the decoded frame.
+        planes: ``(4, h, w)`` its packed planes (float32, before any destriping).
+        iso: the EXIF ISO as read (None when unknown).
+
+    Returns:
+        ``(row (5, h), col (5, w), floor, noise)``: :func:`isp.raw.noise_vectors`, the normalised
+        value of 0 DN, and :func:`isp.noise.estimate.estimate_noise`.
+    """
+    row, col = noise_vectors(frame)
+    black = float(np.mean(frame.black_level))
+    floor = -black / (float(frame.white_level) - black)
+    floor += 1e-9  # 0 DN itself counts as at the floor; the same floor for both masked-pixel fits
+    ob = frame.optical_black
+    noise = estimate_noise(planes, masked=[ob.left, ob.right], iso=iso, floor=floor)
+    return row, col, floor, noise
+
+
 def model_inputs(
     frame: RawFrame,
     *,
@@ -184,12 +207,7 @@ def model_inputs(
     planes = np.array(planes, dtype=np.float32)
     if not np.isfinite(planes).all():
         raise ValueError(f"{frame.path or 'frame'}: the decoded mosaic holds non-finite values.")
-    row, col = noise_vectors(frame)
-    black = float(np.mean(frame.black_level))
-    floor = -black / (float(frame.white_level) - black)
-    ob = frame.optical_black
-    floor += 1e-9  # 0 DN itself counts as at the floor; the same floor for both masked-pixel fits
-    noise = estimate_noise(planes, masked=[ob.left, ob.right], iso=metadata.iso, floor=floor)
+    row, col, floor, noise = measure_noise(frame, planes, metadata.iso)
     h = planes.shape[1]
     banding = np.zeros((2, h), np.float32)
     if destripe:

@@ -1,4 +1,4 @@
-"""The programs tune the process's memory for PyTorch (``isp.cli.tune_memory``), and a user can opt out."""
+"""The programs tune the process's memory for PyTorch (``isp.tune_memory``), and a user can opt out."""
 
 from __future__ import annotations
 

@@ -407,6 +407,18 @@ def test_module_and_function_agree():
 # ---------------------------------------------------------------- formats, compile, export, state
 
 
+def _count_blocked_calls(monkeypatch) -> list:
+    """A list that gets one entry per call of MSConv2d's row-block path (which still runs)."""
+    import isp.nn._compact as compact
+
+    calls = []
+    real = compact.blocked_conv_with_side_terms
+    monkeypatch.setattr(
+        "isp.nn.functional.blocked_conv_with_side_terms", lambda *a: calls.append(1) or real(*a)
+    )
+    return calls
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("ch", [(4, 2, 2, 2), (5, 3, 0, 1), (2, 0, 3, 0), (4, 0, 0, 2), (1, 1, 1, 1)])
 @pytest.mark.parametrize("dilation", [1, 2])
@@ -423,11 +435,7 @@ def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode,
     with torch.no_grad():
         out = m(*xs)
         ref = t(*xs)
-    calls = []
-    real = compact.blocked_conv_with_side_terms
-    monkeypatch.setattr(
-        "isp.nn.functional.blocked_conv_with_side_terms", lambda *a: calls.append(1) or real(*a)
-    )
+    calls = _count_blocked_calls(monkeypatch)
     with torch.no_grad():
         again = m(*xs)
     assert calls == [1]  # the blocked path ran
@@ -441,17 +449,12 @@ def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode,
 def test_blocked_forward_only_where_the_memory_is_not_tuned(monkeypatch, keep, huge):
     """With the memory tuned (isp.tune_memory) the whole-batch conv serves; the values are the same."""
     import isp._memory
-    import isp.nn._compact as compact
 
     monkeypatch.setattr(isp._memory, "_TUNED", {"keep_freed_memory": keep, "huge_pages": huge})
     ch = (4, 2, 2, 2)
     m = MSConv2d(ch, 6, 3, padding=1, dtype=torch.float64)
     xs = sources(ch, 2, 70, 67)
-    calls = []
-    real = compact.blocked_conv_with_side_terms
-    monkeypatch.setattr(
-        "isp.nn.functional.blocked_conv_with_side_terms", lambda *a: calls.append(1) or real(*a)
-    )
+    calls = _count_blocked_calls(monkeypatch)
     with torch.no_grad():
         out = m(*xs)
     assert calls == ([] if keep or huge else [1])
