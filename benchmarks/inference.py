@@ -5,9 +5,11 @@
 
 Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at a time
 (``predict.py --threads 2 --parallel ops``); ``2w`` two tiles at once, one thread each
-(``predict.py --threads 2``); ``auto`` predict.py's default, the free cores at the start
-(:func:`isp.predict.tiling.free_cores`) as tile workers: 2 on an idle 2-core machine, 1 on a busy one.
-``--compile`` adds each mode under ``torch.compile``. Measures, in one run:
+(``predict.py --threads 2 --parallel tiles``); ``auto`` predict.py's default, one tile at a time on
+the torch threads :class:`isp.predict.cores.CoreGovernor` picks before each tile from the cores
+other processes leave free: 2 on an idle 2-core machine, 1 while another job holds a core.
+``--compile`` adds each mode under ``torch.compile``. ``--busy`` keeps one other process spinning on
+the last CPU throughout (a busy machine). Measures, in one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
    (``--tile``/``--overlap`` as predict.py's, default 1024/192 mosaic pixels), every mode in turn
@@ -47,7 +49,8 @@ sys.path.insert(0, str(ROOT))
 
 from _quiet import quiet_warnings  # noqa: E402
 
-from isp.predict.tiling import free_cores, size_multiple, tiled_forward  # noqa: E402
+from isp.predict.cores import CoreGovernor  # noqa: E402
+from isp.predict.tiling import size_multiple, tiled_forward  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
 
@@ -69,13 +72,13 @@ def _inputs(net: nn.Module, h: int, w: int, seed: int = 0) -> tuple[torch.Tensor
     return image, row, col, torch.zeros(1, c4)
 
 
-# torch threads, tile workers; "auto" is predict.py's default (the free cores as tile workers,
-# counted when the throughput run starts, not at import)
-MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2), "auto": (1, None)}
+# torch threads, tile workers; "auto" is predict.py's default (torch threads re-chosen before each
+# tile by a CoreGovernor, whose first answer is the free cores when the throughput run starts)
+MODES = {"1t": (1, 1), "2t": (2, 1), "2w": (1, 2), "auto": (None, 1)}
 PREDICT_ARGS = {
     "1t": ["--threads", "1"],
     "2t": ["--threads", "2", "--parallel", "ops"],
-    "2w": ["--threads", "2"],
+    "2w": ["--threads", "2", "--parallel", "tiles"],
     "auto": [],
 }
 
@@ -86,18 +89,18 @@ def throughput(nets: dict, modes: list[str], mosaic_side: int, tile: int, overla
     some = next(iter(nets.values()))
     args = _inputs(some, h, w)
     kw = {"tile": tile // 2, "overlap": overlap // 2, "align": size_multiple(some)}
-    free = free_cores() if "auto" in modes else 1
-    runs = {(m, name): ((MODES[m][0], MODES[m][1] or free), net) for m in modes for name, net in nets.items()}
+    governor = CoreGovernor() if "auto" in modes else None
+    runs = {(m, name): (MODES[m], net) for m in modes for name, net in nets.items()}
     times = {key: [] for key in runs}
     with torch.inference_mode():
         for (threads, _workers), net in runs.values():  # warm-up (and compile) every pair once
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads or governor.cores)
             net(*_inputs(some, tile // 2, tile // 2))
         for _ in range(repeats):
             for key, ((threads, workers), net) in runs.items():
-                torch.set_num_threads(threads)
+                torch.set_num_threads(threads or governor.threads)
                 t0 = time.perf_counter()
-                tiled_forward(net, *args, workers=workers, **kw)
+                tiled_forward(net, *args, workers=workers, governor=None if threads else governor, **kw)
                 times[key].append(time.perf_counter() - t0)
     mp = mosaic_side * mosaic_side / 1e6
     out = {}
@@ -109,6 +112,10 @@ def throughput(nets: dict, modes: list[str], mosaic_side: int, tile: int, overla
             "megapixels_per_s": mp / t,
             "times_s": times[(m, name)],
         }
+        if governor is not None and m == "auto":  # how often the governor chose each thread count
+            out[f"{m}/{name}"]["governor_threads"] = {
+                str(k): governor.history.count(k) for k in sorted(set(governor.history))
+            }
     return out
 
 
@@ -220,7 +227,7 @@ def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ck
             cmd.append("--compile")
         if ckpt:
             cmd += ["--ckpt", ckpt]
-        threads = MODES[mode][0]
+        threads = MODES[mode][0] or 1
         env = dict(os.environ)
         if mode != "auto":
             env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -254,13 +261,35 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--frame", type=int, default=2048, help="side of the throughput frame (mosaic)")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end runs")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference.json")
+    p.add_argument("--busy", action="store_true", help="one other process spins on the last CPU throughout")
+    p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/inference[_busy].json")
     args = p.parse_args(argv)
     quiet_warnings()
     modes = args.modes.split(",")
     for m in modes:
         if m not in MODES:
             p.error(f"--modes: {m!r} is not one of {sorted(MODES)}")
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / f"inference{'_busy' if args.busy else ''}.json"
+    spinner = _spinner() if args.busy else None
+    try:
+        return _measure(args, modes, spinner is not None)
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+
+
+def _spinner() -> subprocess.Popen:
+    """Another process busy on the last CPU of this one's affinity mask until killed."""
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(0.5)  # let it start spinning before anything is measured
+    return proc
+
+
+def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
     loaded = load_model(args.ckpt)
     net = loaded.net.eval()
     nets = {"eager": net, **({"compiled": torch.compile(net)} if args.compile else {})}
@@ -270,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
+            "busy_spinner": busy,
             "torch": torch.__version__,
             "pages": _pages.pages(),
         },
@@ -294,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(
         f"model {loaded.model['class_path']}({arch}); load average at start "
         f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores, {_pages.pages()}"
+        + ("; another process spinning on one core throughout" if busy else "")
     )
     print(
         f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread: "

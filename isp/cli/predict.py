@@ -10,10 +10,13 @@ INPUT is a raw file or a folder (searched recursively for raw extensions). Each 
 its CFA, levels, colour matrix, white balance, make/model and EXIF; ``tiff`` (16-bit) and ``png``
 (8-bit) hold an sRGB rendering by LibRaw. Without ``--ckpt`` the shipped default model is used.
 
-On the CPU ``--threads`` defaults to the free cores (:func:`isp.predict.tiling.free_cores`: the cores
-this process may use minus the load), and ``--parallel tiles`` runs that many tiles at once with
-one torch thread each (on a busy machine torch's own threads stall on a preempted peer; tile
-workers never wait for each other; docs/benchmarks.md, "Inference"). On CUDA the net runs in
+On the CPU the default, ``--parallel auto``, denoises one tile at a time on as many torch threads
+as there are free cores, re-counted before each tile (:class:`isp.predict.cores.CoreGovernor`:
+the busy CPU time of the machine minus this process's own): two threads on an idle 2-core machine,
+one as soon as another job takes a core (torch's threads stall on a preempted peer; docs/
+benchmarks.md, "Inference"), at most ``--threads``. ``--parallel ops`` keeps ``--threads`` torch
+threads (default: the free cores at the start); ``--parallel tiles`` runs that many tiles at once
+with one torch thread each. On CUDA the net runs in
 ``channels_last`` under bf16 autocast (fp16 where bf16 is unsupported) unless ``--precision fp32``.
 
 Exit status: 0 when every input was written; 1 when any input failed or was skipped (each is
@@ -53,7 +56,7 @@ from isp.predict import (
     tile_grid,
     write_output,
 )
-from isp.predict.tiling import free_cores
+from isp.predict.cores import CoreGovernor, affinity_cores, free_cores
 from isp.raw import RawWarning
 from isp.weights import CheckpointError, load_model
 
@@ -69,13 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=2 * OVERLAP, help=f"tile overlap, even ({2 * OVERLAP})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
-    p.add_argument("--threads", type=int, default=0, help="CPU cores to use (default 0: the free cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU cores to use (default 0: auto, all this process may use, ops and tiles: the free cores)",
+    )
     p.add_argument(
         "--parallel",
-        default="tiles",
-        choices=["tiles", "ops"],
-        help="CPU: run --threads tiles at once, one thread each (tiles, default), or one tile "
-        "at a time on --threads torch threads (ops)",
+        default="auto",
+        choices=["auto", "ops", "tiles"],
+        help="CPU: one tile at a time on torch threads re-chosen before each tile from the cores other "
+        "jobs leave free, at most --threads (auto, default); one tile at a time on --threads torch "
+        "threads (ops); or --threads tiles at once, one thread each (tiles)",
     )
     p.add_argument(
         "--precision",
@@ -174,10 +183,18 @@ def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supporte
     """Where and how the net runs, from the arguments and what the machine offers.
 
     Returns:
-        ``device``, torch ``threads``, tile ``workers``, ``autocast_dtype`` and ``channels_last``.
+        ``device``, torch ``threads`` (the first tile's), tile ``workers``, the thread ``governor``
+        (:class:`~isp.predict.cores.CoreGovernor` under ``--parallel auto`` on the CPU, else None),
+        ``autocast_dtype`` and ``channels_last``.
     """
     use_cuda = args.device == "cuda" or (args.device == "auto" and cuda_available)
-    cores = args.threads or free_cores()
+    governor = None
+    if not use_cuda and args.parallel == "auto":
+        most = args.threads or affinity_cores()
+        cores = min(most, free_cores())
+        governor = CoreGovernor(cores=most, start=cores)
+    else:
+        cores = args.threads or free_cores()
     precision = args.precision
     if precision == "auto":
         precision = ("bf16" if bf16_supported else "fp16") if use_cuda else "fp32"
@@ -187,6 +204,7 @@ def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supporte
         "device": torch.device("cuda" if use_cuda else "cpu"),
         "threads": 1 if tiles else cores,
         "workers": cores if tiles else 1,
+        "governor": governor,
         "autocast_dtype": dtypes[precision],
         "channels_last": use_cuda,
     }
@@ -271,6 +289,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
                                 t, completed=done, total=total
                             ),
                             workers=plan["workers"],
+                            governor=plan["governor"],
                             autocast_dtype=plan["autocast_dtype"],
                             channels_last=plan["channels_last"],
                         )

@@ -142,6 +142,7 @@ def denoise_frame(
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    governor: Callable[[], int] | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> np.ndarray:
@@ -160,6 +161,8 @@ def denoise_frame(
         progress: ``progress(done, total)`` after each tile.
         workers: CPU tiles run at once, one intra-op thread each (see
             :func:`isp.predict.tiling.tiled_forward`).
+        governor: with one worker, asked before each CPU tile for torch's thread count
+            (:class:`isp.predict.cores.CoreGovernor`; see :func:`isp.predict.tiling.tiled_forward`).
         autocast_dtype: run the net under ``torch.autocast(device.type, autocast_dtype)``
             (``torch.bfloat16`` / ``torch.float16``); ``None``: in the net's own dtype. The
             tiles are blended in float32 either way.
@@ -204,6 +207,7 @@ def denoise_frame(
             device=device,
             progress=progress,
             workers=workers,
+            governor=governor,
         )
     del inputs["image"]
     planes = planes[0].numpy()
@@ -224,6 +228,7 @@ def denoise_file(
     device: torch.device | str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    governor: Callable[[], int] | None = None,
     autocast_dtype: torch.dtype | None = None,
     channels_last: bool = False,
 ) -> tuple[RawFrame, np.ndarray]:
@@ -252,6 +257,7 @@ def denoise_file(
         device=device,
         progress=progress,
         workers=workers,
+        governor=governor,
         autocast_dtype=autocast_dtype,
         channels_last=channels_last,
     )

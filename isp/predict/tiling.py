@@ -27,8 +27,6 @@ of every tile is that of the frame).
 from __future__ import annotations
 
 import contextlib
-import os
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +38,6 @@ from torch import Tensor, nn
 __all__ = [
     "TileGrid",
     "TiledInference",
-    "free_cores",
     "size_multiple",
     "tile_grid",
     "tile_window",
@@ -84,62 +81,6 @@ def size_multiple(net: object) -> int:
         return int(net.size_multiple)
     depth = getattr(net, "depth", None)
     return 2**depth if isinstance(depth, int) else 1
-
-
-def cpu_busy(cpus: list[int] | None = None, window: float = 0.2) -> dict[int, float] | None:
-    """The fraction of time each CPU spent busy over the next ``window`` seconds (Linux).
-
-    Read from ``/proc/stat`` twice (idle and iowait count as idle). ``cpus``: the CPUs to report
-    (default: this process's affinity mask). Returns None where ``/proc/stat`` cannot be read.
-    """
-
-    def read() -> dict[int, tuple[int, int]]:
-        ticks = {}
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *fields = line.split()
-                if name.startswith("cpu") and name != "cpu":
-                    values = [int(v) for v in fields[:8]]
-                    ticks[int(name[3:])] = (sum(values), values[3] + values[4])
-        return ticks
-
-    try:
-        cpus = sorted(os.sched_getaffinity(0)) if cpus is None else list(cpus)
-        before = read()
-        time.sleep(window)
-        after = read()
-    except (OSError, ValueError, AttributeError, IndexError):
-        return None
-    busy = {}
-    for cpu in cpus:
-        if cpu in before and cpu in after:
-            total = after[cpu][0] - before[cpu][0]
-            idle = after[cpu][1] - before[cpu][1]
-            busy[cpu] = 1.0 - idle / total if total > 0 else 0.0
-    return busy or None
-
-
-def free_cores(window: float = 0.2) -> int:
-    """The CPU cores this process may use that other work is not using now (at least 1).
-
-    The cores of the process's affinity mask minus the cores busy over the next ``window``
-    seconds (:func:`cpu_busy`), rounded: on an idle 2-core machine 2, with another job busy on
-    one core 1. Where ``/proc/stat`` cannot be read, the 1-minute load average stands in (it lags:
-    a minute after a job ends it still counts it).
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    busy = cpu_busy(window=window) if window > 0 else None
-    if busy is not None:
-        load = sum(busy.values())
-    else:
-        try:
-            load = os.getloadavg()[0]
-        except OSError:
-            load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -270,6 +211,7 @@ def tiled_forward(
     device: torch.device | str | None = None,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
+    governor: Callable[[], int] | None = None,
 ) -> Tensor:
     """Run ``net(image, row, col, scalar)`` tile by tile and blend the tiles.
 
@@ -296,6 +238,11 @@ def tiled_forward(
             thread (torch's thread count is restored afterwards); tiles are blended in the serial
             order, so the result equals a one-thread serial run. Peak memory grows by one tile's
             activations per worker. Ignored on other devices.
+        governor: with one worker on the CPU, called before each tile; its answer becomes torch's
+            intra-op thread count for that tile (e.g. :class:`isp.predict.cores.CoreGovernor`: two
+            threads while the other core is idle, one while another job uses it). Torch's thread
+            count is restored afterwards. The result does not depend on the thread counts beyond
+            float rounding.
 
     Returns:
         ``(N, C_out, H, W)`` float32 on ``image``'s device.
@@ -309,6 +256,8 @@ def tiled_forward(
     """
     _check_inputs(image, row, col, scalar)
     _check_int("workers", workers, 1)
+    if governor is not None and not callable(governor):
+        raise TypeError(f"Expected `governor` to be a callable returning a thread count. Got {governor!r}.")
     _, _, h, w = image.shape
     gy = tile_grid(h, tile, overlap, align=align, margin=margin)
     gx = tile_grid(w, tile, overlap, align=align, margin=margin)
@@ -349,7 +298,17 @@ def tiled_forward(
         if progress is not None:
             progress(blended, len(tiles))
 
-    if workers == 1 or len(tiles) == 1 or device.type != "cpu":
+    if device.type == "cpu" and governor is not None and workers == 1:
+        saved = torch.get_num_threads()
+        try:
+            for t in tiles:
+                threads = governor()
+                if threads != torch.get_num_threads():
+                    torch.set_num_threads(threads)
+                blend(t, predict(t))
+        finally:
+            torch.set_num_threads(saved)
+    elif workers == 1 or len(tiles) == 1 or device.type != "cpu":
         for t in tiles:
             blend(t, predict(t))
     else:

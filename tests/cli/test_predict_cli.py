@@ -356,21 +356,31 @@ def _plan(*extra, cuda=False, bf16=True):
     return predict.execution_plan(args, cuda, bf16)
 
 
-def test_execution_plan_cpu_defaults_use_the_free_cores_as_tile_workers(monkeypatch):
+def test_execution_plan_cpu_default_governs_torch_threads_between_tiles(monkeypatch):
+    from isp.predict.cores import CoreGovernor
+
     monkeypatch.setattr(predict, "free_cores", lambda: 2)
+    monkeypatch.setattr(predict, "affinity_cores", lambda: 2)
     plan = _plan()
-    assert plan["device"].type == "cpu" and (plan["workers"], plan["threads"]) == (2, 1)
+    assert plan["device"].type == "cpu" and (plan["workers"], plan["threads"]) == (1, 2)
+    assert isinstance(plan["governor"], CoreGovernor)
+    assert (plan["governor"].cores, plan["governor"].threads) == (2, 2)
     assert plan["autocast_dtype"] is None and plan["channels_last"] is False
-    assert (_plan("--parallel", "ops")["workers"], _plan("--parallel", "ops")["threads"]) == (1, 2)
-    assert _plan("--threads", "3")["workers"] == 3
-    monkeypatch.setattr(predict, "free_cores", lambda: 1)  # the other core busy: one worker
-    assert _plan()["workers"] == 1
+    ops, tiles = _plan("--parallel", "ops"), _plan("--parallel", "tiles")
+    assert (ops["workers"], ops["threads"], ops["governor"]) == (1, 2, None)
+    assert (tiles["workers"], tiles["threads"], tiles["governor"]) == (2, 1, None)
+    assert _plan("--parallel", "tiles", "--threads", "3")["workers"] == 3
+    assert _plan("--threads", "1")["governor"].cores == 1  # --threads caps the governor
+    monkeypatch.setattr(predict, "free_cores", lambda: 1)  # the other core busy at the start
+    plan = _plan()
+    assert plan["threads"] == 1 and plan["governor"].threads == 1 and plan["governor"].cores == 2
+    assert _plan("--parallel", "tiles")["workers"] == 1
     assert _plan("--precision", "bf16")["autocast_dtype"] is torch.bfloat16
 
 
 def test_execution_plan_cuda_uses_autocast_and_channels_last():
     plan = _plan(cuda=True)
-    assert plan["device"].type == "cuda" and plan["workers"] == 1
+    assert plan["device"].type == "cuda" and plan["workers"] == 1 and plan["governor"] is None
     assert plan["autocast_dtype"] is torch.bfloat16 and plan["channels_last"] is True
     assert _plan(cuda=True, bf16=False)["autocast_dtype"] is torch.float16
     assert _plan("--precision", "fp32", cuda=True)["autocast_dtype"] is None
@@ -378,7 +388,7 @@ def test_execution_plan_cuda_uses_autocast_and_channels_last():
 
 
 def test_free_cores_is_between_one_and_the_affinity_mask(monkeypatch):
-    from isp.predict import tiling as inference
+    from isp.predict import cores as inference
 
     monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     for busy, expected in (({0: 0.05, 1: 0.1}, 2), ({0: 0.9, 1: 0.3}, 1), ({0: 1.0, 1: 1.0}, 1)):
@@ -398,7 +408,7 @@ def test_free_cores_is_between_one_and_the_affinity_mask(monkeypatch):
 def test_cpu_busy_sees_a_real_busy_loop_on_its_core():
     import sys
 
-    from isp.predict.tiling import cpu_busy
+    from isp.predict.cores import cpu_busy
 
     cpu = sorted(os.sched_getaffinity(0))[-1]
     pin = f"import os, time; os.sched_setaffinity(0, {{{cpu}}}); t = time.time() + 5\n"
@@ -434,7 +444,8 @@ def test_two_tile_workers_write_the_same_file_as_one(tiny_ckpt, inputs, tmp_path
     threads = torch.get_num_threads()
     try:
         assert predict.main([str(a) for a in [*common, "--out-dir", tmp_path / "one", "--threads", "1"]]) == 0
-        assert predict.main([str(a) for a in [*common, "--out-dir", tmp_path / "two", "--threads", "2"]]) == 0
+        two = [*common, "--out-dir", tmp_path / "two", "--threads", "2", "--parallel", "tiles"]
+        assert predict.main([str(a) for a in two]) == 0
     finally:
         torch.set_num_threads(threads)
     assert (tmp_path / "one" / src.name).read_bytes() == (tmp_path / "two" / src.name).read_bytes()

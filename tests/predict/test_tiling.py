@@ -183,3 +183,37 @@ def test_tile_workers_give_the_serial_result_bit_for_bit():
     assert torch.equal(parallel, serial)
     with pytest.raises(ValueError, match="`workers`"):
         tiled_forward(net, x, row, col, sc, workers=0, **kw)
+
+
+def test_governor_sets_torch_threads_per_tile_and_the_result_holds():
+    # each tile runs on the thread count the governor answered just before it
+    net = _random_unet("msconv")
+    torch.manual_seed(4)
+    h, w = 70, 93
+    x = torch.rand(1, 4, h, w)
+    row, col, sc = torch.randn(1, 5, h) * 0.3, torch.randn(1, 5, w) * 0.3, torch.randn(1, 5)
+    kw = {"tile": 40, "overlap": 16, "align": 4}
+    answers = iter([2, 1, 1, 2, 1, 2, 2, 1, 2, 1, 1, 2])
+    asked, seen = [], []
+
+    def governor():
+        asked.append(next(answers))
+        return asked[-1]
+
+    def run(*args):
+        seen.append(torch.get_num_threads())
+        return net(*args)
+
+    threads = torch.get_num_threads()
+    with torch.inference_mode():
+        torch.set_num_threads(1)
+        try:
+            serial = tiled_forward(net, x, row, col, sc, **kw)
+            governed = tiled_forward(run, x, row, col, sc, governor=governor, **kw)
+            assert torch.get_num_threads() == 1  # restored
+        finally:
+            torch.set_num_threads(threads)
+    assert len(seen) > 3 and seen == asked
+    torch.testing.assert_close(governed, serial, rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="`governor`"):
+        tiled_forward(net, x, row, col, sc, governor=2, **kw)

@@ -1,0 +1,172 @@
+"""How many CPU cores inference may use: the free cores now, and again between tiles.
+
+On a 2-core machine two torch (intra-op) threads denoise one tile about 1.8x as fast as one
+thread while the other core is idle, but when another process takes a core OpenMP's short
+parallel regions wait for the preempted thread and two threads run at half the speed of one
+(docs/benchmarks.md, "Inference"). :func:`free_cores` counts the idle cores once, at the start;
+:class:`CoreGovernor` re-counts them between tiles, from the CPU time the whole machine and this
+process spent since the last tile (``/proc/stat`` and :func:`time.process_time`), so a job that
+starts or ends on the other core mid-file changes the thread count at the next tile.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+__all__ = ["CoreGovernor", "affinity_cores", "cpu_busy", "cpu_ticks", "free_cores"]
+
+
+def affinity_cores() -> int:
+    """The number of CPUs this process may run on (its affinity mask; ``os.cpu_count()`` elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_ticks() -> dict[int, tuple[int, int]] | None:
+    """Per CPU, ``(total, idle)`` clock ticks since boot from ``/proc/stat`` (iowait counts as idle).
+
+    Returns None where ``/proc/stat`` cannot be read (not Linux).
+    """
+    ticks = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name != "cpu":
+                    values = [int(v) for v in fields[:8]]
+                    ticks[int(name[3:])] = (sum(values), values[3] + values[4])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks or None
+
+
+def cpu_busy(cpus: list[int] | None = None, window: float = 0.2) -> dict[int, float] | None:
+    """The fraction of time each CPU spent busy over the next ``window`` seconds (Linux).
+
+    Read from ``/proc/stat`` twice (idle and iowait count as idle). ``cpus``: the CPUs to report
+    (default: this process's affinity mask). Returns None where ``/proc/stat`` cannot be read.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0)) if cpus is None else list(cpus)
+    except AttributeError:
+        return None
+    before = cpu_ticks()
+    time.sleep(window)
+    after = cpu_ticks()
+    if before is None or after is None:
+        return None
+    busy = {}
+    for cpu in cpus:
+        if cpu in before and cpu in after:
+            total = after[cpu][0] - before[cpu][0]
+            idle = after[cpu][1] - before[cpu][1]
+            busy[cpu] = 1.0 - idle / total if total > 0 else 0.0
+    return busy or None
+
+
+def free_cores(window: float = 0.2) -> int:
+    """The CPU cores this process may use that other work is not using now (at least 1).
+
+    The cores of the process's affinity mask minus the cores busy over the next ``window``
+    seconds (:func:`cpu_busy`), rounded: on an idle 2-core machine 2, with another job busy on
+    one core 1. Where ``/proc/stat`` cannot be read, the 1-minute load average stands in (it lags:
+    a minute after a job ends it still counts it).
+    """
+    cores = affinity_cores()
+    busy = cpu_busy(window=window) if window > 0 else None
+    if busy is not None:
+        load = sum(busy.values())
+    else:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:
+            load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def threads_for(cores: int, others: float, slack: float = 0.25) -> int:
+    """Intra-op threads for ``cores`` usable cores of which other processes use ``others`` (in cores).
+
+    A core counts as taken once others use more than ``slack`` of it: an intra-op thread that
+    shares its core with another process stalls every parallel region of its peers.
+
+    Example:
+        >>> threads_for(2, 0.05), threads_for(2, 0.4), threads_for(2, 1.0), threads_for(4, 1.3)
+        (2, 1, 1, 2)
+    """
+    if cores < 1:
+        raise ValueError(f"Expected `cores` to be a positive integer. Got {cores}.")
+    taken = max(0, math.ceil(others - slack))
+    return max(1, min(cores, cores - taken))
+
+
+class CoreGovernor:
+    """Torch's intra-op thread count for the next tile, re-chosen from the load since the last one.
+
+    Call it before each tile; it returns the number of threads to use. Between two calls it
+    measures the busy CPU time of the whole machine (``/proc/stat``, over this process's affinity
+    mask) minus this process's own CPU time (:func:`time.process_time`, all its threads): the
+    cores other processes used (:attr:`others`). Its answer is :func:`threads_for` of that, so two
+    threads run while the other core is free and one as soon as another job takes it, and back.
+    Intervals shorter than ``min_interval`` seconds keep the previous answer (clock ticks are 10 ms).
+    Without ``/proc/stat`` it keeps its first answer.
+
+    Args:
+        cores: the most threads to use (default: the affinity mask's CPUs).
+        start: the first answer (default: :func:`free_cores`, measured over 0.2 s).
+        slack: a core other processes use less than this fraction of still counts as free.
+        min_interval: seconds of measurement needed before the answer changes.
+
+    Example:
+        >>> governor = CoreGovernor(cores=2, start=2)
+        >>> governor() in (1, 2)
+        True
+    """
+
+    def __init__(
+        self,
+        cores: int | None = None,
+        start: int | None = None,
+        slack: float = 0.25,
+        min_interval: float = 0.25,
+    ) -> None:
+        self.cores = affinity_cores() if cores is None else int(cores)
+        if self.cores < 1:
+            raise ValueError(f"Expected `cores` to be a positive integer. Got {cores}.")
+        first = free_cores() if start is None else int(start)
+        self.threads = max(1, min(self.cores, first))
+        self.slack = slack
+        self.min_interval = min_interval
+        self.others: float | None = None
+        self.history: list[int] = []
+        try:
+            self._cpus = sorted(os.sched_getaffinity(0))
+        except AttributeError:
+            self._cpus = None
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._mark = self._sample()
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        """``(wall s, machine busy s, own CPU s)`` now, or None without ``/proc/stat``."""
+        ticks = cpu_ticks()
+        if ticks is None or self._cpus is None:
+            return None
+        busy = sum(ticks[c][0] - ticks[c][1] for c in self._cpus if c in ticks) / self._hz
+        return time.monotonic(), busy, time.process_time()
+
+    def __call__(self) -> int:
+        """The thread count for the next tile (and the measurement since the last call)."""
+        now = self._sample()
+        if now is not None and self._mark is not None and now[0] - self._mark[0] >= self.min_interval:
+            wall = now[0] - self._mark[0]
+            self.others = max(0.0, ((now[1] - self._mark[1]) - (now[2] - self._mark[2])) / wall)
+            self.threads = threads_for(self.cores, self.others, self.slack)
+            self._mark = now
+        elif self._mark is None:
+            self._mark = now
+        self.history.append(self.threads)
+        return self.threads
