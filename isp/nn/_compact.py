@@ -99,16 +99,50 @@ def _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weig
 def _add_functional(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
     """The same sum out of place, for graph capture.
 
-    The compiler fuses the broadcast adds into one pass, with the pointwise ops that follow.
+    The compiler fuses the broadcast adds into one pass, with the pointwise ops that follow. The
+    per-channel constant (bias + scalar term) rides in the row (else the column) term's matrix
+    product as extra taps: computed on its own, Inductor inlined that small product into the fused
+    pass and recomputed it at every pixel (a 4 -> 16 layer at 256² took 3.1x the blind conv +
+    LeakyReLU instead of 1.0x).
     """
-    const = _constant(scalar, scalar_weight, bias)
-    if const is not None:
-        out = out + const[:, :, None, None].to(out.dtype)
-    if u_row is not None:
-        out = out + (row_weight.reshape(row_weight.shape[0], -1) @ u_row)[:, :, :, None].to(out.dtype)
-    if u_col is not None:
-        out = out + (col_weight.reshape(col_weight.shape[0], -1) @ u_col)[:, :, None, :].to(out.dtype)
+    dtype = out.dtype
+    taps, weight = (u_row, row_weight) if u_row is not None else (u_col, col_weight)
+    if taps is None:  # scalar and bias only
+        const = _constant(scalar, scalar_weight, bias)
+        return out if const is None else out + const[:, :, None, None].to(dtype)
+    folded = _fold_constant(taps, weight.reshape(weight.shape[0], -1), scalar, scalar_weight, bias)
+    terms = [folded, None] if u_row is not None else [None, folded]
+    if u_row is not None and u_col is not None:
+        terms[1] = _channels_last_matmul(col_weight.reshape(col_weight.shape[0], -1), u_col)
+    if terms[0] is not None:
+        out = out + terms[0][:, :, :, None].to(dtype)
+    if terms[1] is not None:
+        out = out + terms[1][:, :, None, :].to(dtype)
     return out
+
+
+def _channels_last_matmul(weight: Tensor, taps: Tensor) -> Tensor:
+    """``weight (C_out, K) @ taps (N, K, L)`` -> ``(N, C_out, L)``, computed as ``(N, L, C_out)``.
+
+    The compiler lays convolution outputs out channels-last; its fused add then reads the term
+    along the channels.
+    """
+    return (taps.transpose(1, 2) @ weight.t()).transpose(1, 2)
+
+
+def _fold_constant(taps, weight, scalar, scalar_weight, bias) -> Tensor:
+    """``weight @ taps`` plus ``scalar @ scalar_weight^T + bias``, as one matrix product with extra taps."""
+    n, length = taps.shape[0], taps.shape[2]
+    extra_taps, extra_weight = [taps], [weight]
+    if scalar is not None:
+        extra_taps.append(scalar[:, :, None].to(taps.dtype).expand(n, scalar.shape[1], length))
+        extra_weight.append(scalar_weight.to(weight.dtype))
+    if bias is not None:
+        extra_taps.append(taps.new_ones(1, 1, 1).expand(n, 1, length))
+        extra_weight.append(bias[:, None].to(weight.dtype))
+    if len(extra_taps) > 1:
+        taps, weight = torch.cat(extra_taps, 1), torch.cat(extra_weight, 1)
+    return _channels_last_matmul(weight, taps)
 
 
 class _CompactSideTerms(torch.autograd.Function):

@@ -517,6 +517,37 @@ def test_torch_compile(side_kernels):
         assert torch.allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("ch", "bias"),
+    [((3, 2, 2, 2), True), ((3, 2, 0, 2), False), ((3, 0, 2, 2), True), ((3, 0, 0, 2), True),
+     ((3, 0, 0, 0), True), ((0, 2, 2, 1), True), ((3, 2, 2, 0), False)],
+)  # fmt: skip
+def test_graph_captured_compact_terms_match_tile_concat(ch, bias):
+    # under capture the compact terms take their functional path (the constant folded into the row,
+    # else the column, product); AOT autograd checks its backward too, against the tile-concat conv
+    torch.manual_seed(1)
+    conv = nn.Conv2d(sum(ch), 5, 3, padding=1, padding_mode="reflect", bias=bias, dtype=torch.float64)
+    m = MSConv2d.from_tile_concat(conv, ch)
+    xs = sources(ch, 2, 7, 6)
+    xs = [None if x is None else x.requires_grad_() for x in xs]
+    size = None if ch[0] or (ch[1] and ch[2]) else (7, 6)
+    captured = torch.compile(m, backend="aot_eager", fullgraph=True)
+    out = captured(*xs, size=size)
+    ref = reference(conv, xs, (7, 6))
+    torch.testing.assert_close(out, ref)
+    g = torch.randn_like(ref)
+    inputs = [x for x in xs if x is not None]
+    got = torch.autograd.grad(out, [*inputs, *(p for p in (m.weight, m.bias) if p is not None)], g)
+    want = torch.autograd.grad(ref, [*inputs, conv.weight, *([conv.bias] if bias else [])], g)
+    if ch[0]:  # the image weight's gradient is the tile-concat weight's image slice
+        want = (*want[: len(inputs)], want[len(inputs)][:, : ch[0]], *want[len(inputs) + 1 :])
+    else:
+        want = (*want[: len(inputs)], *want[len(inputs) + 1 :])
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("side_kernels", ["compact", "full"])
 def test_torch_export(side_kernels):
     ch = (2, 1, 1, 1)
