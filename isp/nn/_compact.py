@@ -20,7 +20,13 @@ from torch import Tensor
 from isp._memory import memory_tuned
 from isp.nn._validate import Geometry
 
-__all__ = ["add_compact_side_terms", "blocked_conv_with_side_terms", "use_blocked_conv", "unfold_1d"]
+__all__ = [
+    "add_compact_side_terms",
+    "blocked_conv_with_side_terms",
+    "scalar_constant",
+    "unfold_1d",
+    "use_blocked_conv",
+]
 
 #: Image channels up to which a CPU forward without autograd runs the conv in blocks of rows
 #: (:func:`blocked_conv_with_side_terms`).
@@ -73,7 +79,9 @@ def add_rows_cols_(out: Tensor, rows: Tensor | None, cols: Tensor | None) -> Ten
     return out
 
 
-def _constant(scalar: Tensor | None, scalar_weight: Tensor | None, bias: Tensor | None) -> Tensor | None:
+def scalar_constant(
+    scalar: Tensor | None, scalar_weight: Tensor | None, bias: Tensor | None
+) -> Tensor | None:
     """``bias + scalar @ scalar_weight^T``: ``(N or 1, C_out)`` or ``None``."""
     if scalar is None:
         return None if bias is None else bias[None, :]
@@ -85,7 +93,7 @@ def _constant(scalar: Tensor | None, scalar_weight: Tensor | None, bias: Tensor 
 def _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
     """The side terms into ``out``, in place, without autograd (one pass over ``out``)."""
     # the per-channel constant (N, C_out) rides on the row vector, else on the column vector
-    const = _constant(scalar, scalar_weight, bias)
+    const = scalar_constant(scalar, scalar_weight, bias)
     rows = cols = None
     if u_row is not None:
         rows, const = _matmul_add(row_weight, u_row, const), None
@@ -108,7 +116,7 @@ def _add_functional(out, u_row, u_col, scalar, row_weight, col_weight, scalar_we
     dtype = out.dtype
     taps, weight = (u_row, row_weight) if u_row is not None else (u_col, col_weight)
     if taps is None:  # scalar and bias only
-        const = _constant(scalar, scalar_weight, bias)
+        const = scalar_constant(scalar, scalar_weight, bias)
         return out if const is None else out + const[:, :, None, None].to(dtype)
     folded = _fold_constant(taps, weight.reshape(weight.shape[0], -1), scalar, scalar_weight, bias)
     terms = [folded, None] if u_row is not None else [None, folded]
@@ -293,7 +301,7 @@ def blocked_conv_with_side_terms(
     h_out, w_out = geo.size_out
     rows = None if row is None else row_weight.reshape(c_out, -1) @ unfold_1d(row, kh, 1, dh, t, b, geo.mode)
     cols = None if col is None else col_weight.reshape(c_out, -1) @ unfold_1d(col, kw, 1, dw, le, r, geo.mode)
-    const = _constant(scalar, scalar_weight, bias)
+    const = scalar_constant(scalar, scalar_weight, bias)
     out = image.new_empty(n, c_out, h_out, w_out)
     block = max(1, BLOCK_BYTES // (c_out * w_out * out.element_size()))
     halo = dh * (kh - 1)

@@ -31,7 +31,12 @@ import torch
 from torch import Tensor
 
 from isp.nn._border import add_full_side_terms
-from isp.nn._compact import add_compact_side_terms, blocked_conv_with_side_terms, use_blocked_conv
+from isp.nn._compact import (
+    add_compact_side_terms,
+    blocked_conv_with_side_terms,
+    scalar_constant,
+    use_blocked_conv,
+)
 from isp.nn._validate import SOURCES, check_placement, check_sources, check_weights, conv2d, geometry
 
 __all__ = ["ms_conv2d", "tile_and_concatenate", "tile_concat_conv2d"]
@@ -213,6 +218,9 @@ def ms_conv2d(
         return conv2d(image, weight, bias, geo, groups)  # the bias rides in the conv itself
     side = ((row, row_weight), (col, col_weight), (scalar, scalar_weight))
     full = any(x is not None and wt.dim() == 4 for x, wt in side)
+    if image is not None and row is None and col is None and not full and image.shape[0] == 1:
+        # one sample, scalars only: their term is a per-channel constant, the conv's own bias
+        return conv2d(image, weight, scalar_constant(scalar, scalar_weight, bias)[0], geo, groups)
     inputs = (row, col, scalar, row_weight, col_weight, scalar_weight, bias)
     if image is not None and not full and use_blocked_conv(image, weight, groups, geo, inputs):
         return blocked_conv_with_side_terms(image, weight, *inputs, geo)

@@ -445,6 +445,41 @@ def test_blocked_forward_without_autograd_matches_tile_concat(monkeypatch, mode,
     torch.testing.assert_close(out, grad_path.detach(), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("groups", "bias"), [(1, True), (2, True), (2, False)])
+def test_one_sample_with_scalars_only_is_one_conv_with_the_constant_as_bias(mode, groups, bias):
+    """Batch 1, no row or column: the scalar term is the conv's own bias, no pass over the output."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(2)
+    ch = (4, 0, 0, 3)
+    m = MSConv2d(ch, 6, 3, padding=1, groups=groups, bias=bias, padding_mode=mode, dtype=torch.float64)
+    xs = [None if x is None else x.requires_grad_() for x in sources(ch, 1, 9, 8)]
+    t = m.to_tile_concat()
+    with Ops() as ops:
+        out = m(*xs)
+    assert ops.names.count("convolution") == 1
+    assert not {"add", "add_", "baddbmm", "baddbmm_"} & set(ops.names)  # no pass over the output
+    ref = t(*xs)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [xs[0], xs[3], m.weight, m.scalar_weight], g)
+    want = torch.autograd.grad(ref, [xs[0], xs[3], t.weight], g)
+    torch.testing.assert_close(got[:2], want[:2])
+    torch.testing.assert_close(got[2], want[2][:, : 4 // groups])
+    # the compact scalar weight stands for one tap inside the image everywhere (to_tile_concat's)
+    torch.testing.assert_close(got[3], want[2][:, 4 // groups :, 1, 1])
+
+
 @pytest.mark.parametrize("keep, huge", [(True, True), (True, False), (False, True), (False, False)])
 def test_blocked_forward_only_where_the_memory_is_not_tuned(monkeypatch, keep, huge):
     """With the memory tuned (isp.tune_memory) the whole-batch conv serves; the values are the same."""
