@@ -12,6 +12,10 @@ total is what the call needed on top of its inputs and parameters. "extra" is MS
 the image-only conv's, as a fraction of the output tensor's size.
 
     python benchmarks/msconv.py [--reps 15] [--warmup 3] [--quick] [--threads T] [--out FILE.json]
+                                [--epilogue] [--compile]
+
+``--epilogue`` ends every call with the UNet's LeakyReLU and ``--compile`` compiles every call:
+together they measure the side terms' add fused into the activation's pass by Inductor.
 """
 
 from __future__ import annotations
@@ -53,8 +57,21 @@ GRID = [
 IMPLS = ("limit", "msconv", "tile_concat")
 
 
-def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int, device: str = "cpu"):
-    """The four modules (same weights where they overlap) and their inputs."""
+def make(
+    c1: int,
+    c_out: int,
+    side: tuple[int, int, int],
+    n: int,
+    size: int,
+    device: str = "cpu",
+    epilogue: bool = False,
+    compile: bool = False,
+):
+    """The four modules (same weights where they overlap) and their inputs, as calls.
+
+    ``epilogue``: each call ends with the UNet's LeakyReLU(0.2); ``compile``: each call is
+    ``torch.compile``d (Inductor fuses the side terms' add with that activation).
+    """
     torch.manual_seed(0)
     ch = (c1, *side)
     tile = TileConcatConv2d(ch, c_out, 3, padding=1, device=device)
@@ -65,13 +82,16 @@ def make(c1: int, c_out: int, side: tuple[int, int, int], n: int, size: int, dev
     row = torch.randn(n, side[0], size, device=device) if side[0] else None
     col = torch.randn(n, side[1], size, device=device) if side[1] else None
     sc = torch.randn(n, side[2], device=device) if side[2] else None
-    calls = {
-        "limit": lambda: limit(x),
-        "msconv": lambda: ms(x, row, col, sc),
-        "msconv_full": lambda: full(x, row, col, sc),
-        "tile_concat": lambda: tile(x, row, col, sc),
+    act = torch.nn.LeakyReLU(0.2) if epilogue else torch.nn.Identity()
+    fns = {
+        "limit": lambda x, row, col, sc: act(limit(x)),
+        "msconv": lambda x, row, col, sc: act(ms(x, row, col, sc)),
+        "msconv_full": lambda x, row, col, sc: act(full(x, row, col, sc)),
+        "tile_concat": lambda x, row, col, sc: act(tile(x, row, col, sc)),
     }
-    return calls
+    if compile:
+        fns = {k: torch.compile(f) for k, f in fns.items()}
+    return {k: (lambda f=f: f(x, row, col, sc)) for k, f in fns.items()}
 
 
 def _sync() -> None:
@@ -129,6 +149,8 @@ def main() -> None:
     parser.add_argument("--with-full", action="store_true", help="also time MSConv2d.from_tile_concat (full)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (synchronised timings)")
+    parser.add_argument("--epilogue", action="store_true", help="every call ends with LeakyReLU(0.2)")
+    parser.add_argument("--compile", action="store_true", help="every call under torch.compile")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
     quiet_warnings()
@@ -146,6 +168,8 @@ def main() -> None:
         "warmup": args.warmup,
         "load_average_at_start": os.getloadavg(),
         "device": args.device,
+        "epilogue": "leaky_relu" if args.epilogue else None,
+        "compiled": args.compile,
     }
     impls = (*IMPLS, "msconv_full") if args.with_full else IMPLS
     header = (
@@ -153,12 +177,13 @@ def main() -> None:
         f"{'MS/lim':>6} {'TC/MS':>5} | {'MS/lim':>6} {'TC/MS':>5} | {'MS extra':>8}"
     )
     where = f"{torch.get_num_threads()} threads, CPU" if args.device == "cpu" else args.device
-    print(f"torch {torch.__version__}, {_pages.pages()}, {where}, batch {args.batch}, float32")
+    how = ("compiled, " if args.compile else "") + ("+ LeakyReLU, " if args.epilogue else "")
+    print(f"torch {torch.__version__}, {_pages.pages()}, {where}, {how}batch {args.batch}, float32")
     print(f"{'':47}| {'wall-clock medians':^30} | {'CPU-time medians':^12} | {'memory':>8}")
     print(header)
     print("-" * len(header))
     for name, c1, c_out, size, side in grid:
-        calls = make(c1, c_out, side, args.batch, size, args.device)
+        calls = make(c1, c_out, side, args.batch, size, args.device, args.epilogue, args.compile)
         out_bytes = args.batch * c_out * size * size * 4
         for backward in (False, True):
             times = {k: [] for k in impls}

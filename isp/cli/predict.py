@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=0,
-        help="CPU cores to use (default 0: auto, all this process may use, ops and tiles: the free cores)",
+        help="CPU cores to use: --parallel auto uses at most this many (default 0: every core this "
+        "process may use); ops and tiles use exactly this many (default 0: the free cores)",
     )
     p.add_argument(
         "--parallel",
@@ -190,7 +191,7 @@ def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supporte
     use_cuda = args.device == "cuda" or (args.device == "auto" and cuda_available)
     governor = None
     if not use_cuda and args.parallel == "auto":
-        most = args.threads or affinity_cores()
+        most = min(args.threads, affinity_cores()) if args.threads else affinity_cores()
         cores = min(most, free_cores())
         governor = CoreGovernor(cores=most, start=cores)
     else:

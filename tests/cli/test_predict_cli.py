@@ -371,6 +371,7 @@ def test_execution_plan_cpu_default_governs_torch_threads_between_tiles(monkeypa
     assert (tiles["workers"], tiles["threads"], tiles["governor"]) == (2, 1, None)
     assert _plan("--parallel", "tiles", "--threads", "3")["workers"] == 3
     assert _plan("--threads", "1")["governor"].cores == 1  # --threads caps the governor
+    assert _plan("--threads", "8")["governor"].cores == 2  # and so do the cores this process may use
     monkeypatch.setattr(predict, "free_cores", lambda: 1)  # the other core busy at the start
     plan = _plan()
     assert plan["threads"] == 1 and plan["governor"].threads == 1 and plan["governor"].cores == 2
