@@ -183,9 +183,11 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, c1, c_out, size, side in grid:
-        calls = make(c1, c_out, side, args.batch, size, args.device, args.epilogue, args.compile)
         out_bytes = args.batch * c_out * size * size * 4
         for backward in (False, True):
+            if args.compile:  # fresh graphs per row and pass: one compile each (grad mode is a guard)
+                torch._dynamo.reset()
+            calls = make(c1, c_out, side, args.batch, size, args.device, args.epilogue, args.compile)
             times = {k: [] for k in impls}
             cpu = {k: [] for k in impls}
             for i in range(args.warmup + reps):
