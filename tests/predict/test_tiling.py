@@ -161,14 +161,19 @@ def test_bad_side_input_shape_is_named():
         tiled_forward(lambda image, row: image, torch.rand(1, 4, 8, 8), torch.rand(1, 5, 7))
 
 
-def test_tile_workers_give_the_serial_result_bit_for_bit():
-    # workers run each tile with one intra-op thread and blend in the serial order
+def _unet_frame(seed: int):
+    """An msconv UNet, a 70 x 93 frame with its side inputs, and tiling arguments for it (> 3 tiles)."""
     net = _random_unet("msconv")
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     h, w = 70, 93
     x = torch.rand(1, 4, h, w)
     row, col, sc = torch.randn(1, 5, h) * 0.3, torch.randn(1, 5, w) * 0.3, torch.randn(1, 5)
-    kw = {"tile": 40, "overlap": 16, "align": 4}
+    return net, (x, row, col, sc), {"tile": 40, "overlap": 16, "align": 4}
+
+
+def test_tile_workers_give_the_serial_result_bit_for_bit():
+    # workers run each tile with one intra-op thread and blend in the serial order
+    net, (x, row, col, sc), kw = _unet_frame(3)
     threads = torch.get_num_threads()
     with torch.inference_mode():
         torch.set_num_threads(1)
@@ -187,12 +192,7 @@ def test_tile_workers_give_the_serial_result_bit_for_bit():
 
 def test_governor_sets_torch_threads_per_tile_and_the_result_holds():
     # each tile runs on the thread count the governor answered just before it
-    net = _random_unet("msconv")
-    torch.manual_seed(4)
-    h, w = 70, 93
-    x = torch.rand(1, 4, h, w)
-    row, col, sc = torch.randn(1, 5, h) * 0.3, torch.randn(1, 5, w) * 0.3, torch.randn(1, 5)
-    kw = {"tile": 40, "overlap": 16, "align": 4}
+    net, (x, row, col, sc), kw = _unet_frame(4)
     answers = iter([2, 1, 1, 2, 1, 2, 2, 1, 2, 1, 1, 2])
     asked, seen = [], []
 
