@@ -15,15 +15,71 @@ import math
 import os
 import time
 
-__all__ = ["CoreGovernor", "affinity_cores", "cpu_busy", "cpu_ticks", "free_cores"]
+__all__ = [
+    "CoreGovernor",
+    "affinity_cores",
+    "cpu_busy",
+    "cpu_ticks",
+    "free_cores",
+    "parse_cpu_quota",
+    "quota_cores",
+    "threads_for",
+]
 
 
 def affinity_cores() -> int:
-    """The number of CPUs this process may run on (its affinity mask; ``os.cpu_count()`` elsewhere)."""
+    """The number of CPUs this process may run on.
+
+    Its affinity mask (``os.cpu_count()`` elsewhere), at most its cgroup's CPU quota
+    (:func:`quota_cores`: a container started with ``--cpus 2`` on a larger machine).
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = quota_cores()
+    return max(1, min(cores, quota)) if quota is not None else cores
+
+
+def parse_cpu_quota(text: str, period: str | None = None) -> int | None:
+    """Whole cores a cgroup CPU quota allows (rounded up), or None for no limit.
+
+    ``text``: cgroup v2's ``cpu.max`` (``"max 100000"`` or ``"150000 100000"``), or cgroup v1's
+    ``cpu.cfs_quota_us`` (``"-1"`` or ``"150000"``) with ``period`` its ``cpu.cfs_period_us``.
+
+    Example:
+        >>> parse_cpu_quota("max 100000"), parse_cpu_quota("150000 100000")
+        (None, 2)
+        >>> parse_cpu_quota("50000", period="100000"), parse_cpu_quota("-1", period="100000")
+        (1, None)
+    """
+    fields = text.split()
+    if period is not None:
+        fields = [*fields[:1], period.strip()]
+    if len(fields) != 2 or fields[0] in ("max", "-1"):
+        return None
+    try:
+        quota, per = int(fields[0]), int(fields[1])
+    except ValueError:
+        return None
+    return max(1, math.ceil(quota / per)) if quota > 0 and per > 0 else None
+
+
+def quota_cores(root: str = "/sys/fs/cgroup") -> int | None:
+    """The cores this process's cgroup CPU quota allows (:func:`parse_cpu_quota`), None without one."""
+    try:
+        with open(os.path.join(root, "cpu.max")) as f:  # cgroup v2
+            return parse_cpu_quota(f.read())
+    except OSError:
+        pass
+    try:
+        with (
+            open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as q,
+            open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as p,
+        ):  # cgroup v1
+            return parse_cpu_quota(q.read(), p.read())
+    except OSError:
+        return None
 
 
 def cpu_ticks() -> dict[int, tuple[int, int]] | None:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from isp.predict.cores import CoreGovernor, cpu_ticks, threads_for
+from isp.predict.cores import (
+    CoreGovernor,
+    affinity_cores,
+    cpu_ticks,
+    parse_cpu_quota,
+    quota_cores,
+    threads_for,
+)
 
 two_cpus = pytest.mark.skipif(
     not Path("/proc/stat").is_file() or len(getattr(os, "sched_getaffinity", lambda pid: ())(0)) < 2,
@@ -70,3 +77,24 @@ def test_governor_drops_to_one_thread_while_another_process_spins_and_comes_back
     assert others_busy is not None and others_busy > 0.7 and busy == 1
     assert others_idle is not None and others_idle < 0.25 and idle == 2
     assert governor.history[-1] == 2 and 1 in governor.history
+
+
+def test_cgroup_cpu_quota_caps_the_cores(tmp_path):
+    assert [parse_cpu_quota(t) for t in ("max 100000", "100000 100000", "250000 100000", "x y")] == [
+        None,
+        1,
+        3,
+        None,
+    ]
+    assert parse_cpu_quota("-1", period="100000") is None and parse_cpu_quota("20000", period="100000") == 1
+    v2, v1 = tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("150000 100000\n")
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert quota_cores(str(v2)) == 2 and quota_cores(str(v1)) == 3
+    assert quota_cores(str(tmp_path / "none")) is None
+    quota = quota_cores()  # this machine's own cgroup, where it has one
+    mask = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert affinity_cores() == (min(mask, quota) if quota else mask)
