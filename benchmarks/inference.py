@@ -9,7 +9,8 @@ Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at
 the torch threads :class:`isp.predict.cores.CoreGovernor` picks before each tile from the cores
 other processes leave free: 2 on an idle 2-core machine, 1 while another job holds a core.
 ``--compile`` adds each mode under ``torch.compile``. ``--busy`` keeps one other process spinning on
-the last CPU throughout (a busy machine). Measures, in one run:
+the last CPU throughout (a busy machine); ``--busy-window START,END`` does so only from START
+to END seconds into each end-to-end run (a job that comes and goes). Measures, in one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
    (``--tile``/``--overlap`` as predict.py's, default 1024/192 mosaic pixels), every mode in turn
@@ -27,6 +28,7 @@ Results print as a Markdown table and are saved to ``benchmarks/results/inferenc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -35,7 +37,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import _pages  # before torch: the memory tuned as the programs run
@@ -205,8 +209,48 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "maxrss_kib": usage.ru_ma
 """
 
 
-def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ckpt: str | None) -> dict:
-    """predict.py on the DNG ``src`` in a child process: wall time and peak RSS."""
+@contextlib.contextmanager
+def _busy_window(window: tuple[float, float] | None) -> Iterator[None]:
+    """Inside the block, another process spins on one core from ``window[0]`` to ``window[1]`` s."""
+    if window is None:
+        yield
+        return
+    spinners: list[subprocess.Popen] = []
+
+    def stop() -> None:
+        while spinners:
+            proc = spinners.pop()
+            proc.kill()
+            proc.wait()
+
+    timers = [
+        threading.Timer(window[0], lambda: spinners.append(_spinner(settle=0.0))),
+        threading.Timer(window[1], stop),
+    ]
+    for timer in timers:
+        timer.start()
+    try:
+        yield
+    finally:
+        for timer in timers:
+            timer.cancel()
+            timer.join()
+        stop()
+
+
+def end_to_end(
+    src: Path,
+    mode: str,
+    compiled: bool,
+    tile: int,
+    overlap: int,
+    ckpt: str | None,
+    busy_window: tuple[float, float] | None = None,
+) -> dict:
+    """predict.py on the DNG ``src`` in a child process: wall time and peak RSS.
+
+    ``busy_window``: another process spins on one core from its first to its second second of the run.
+    """
     h, w = read_size(src)
     with tempfile.TemporaryDirectory() as d:
         cmd = [
@@ -232,7 +276,8 @@ def end_to_end(src: Path, mode: str, compiled: bool, tile: int, overlap: int, ck
         if mode != "auto":
             env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         launcher = [sys.executable, "-c", LAUNCHER, *cmd]
-        launch = subprocess.run(launcher, env=env, capture_output=True, text=True)
+        with _busy_window(busy_window):
+            launch = subprocess.run(launcher, env=env, capture_output=True, text=True)
         if launch.returncode != 0:
             raise RuntimeError(f"the launcher failed:\n{launch.stderr[-2000:]}")
         report = json.loads(launch.stdout)
@@ -262,6 +307,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end runs")
     p.add_argument("--busy", action="store_true", help="one other process spins on the last CPU throughout")
+    p.add_argument(
+        "--busy-window",
+        type=lambda v: tuple(float(x) for x in v.split(",")),
+        default=None,
+        metavar="START,END",
+        help="end to end only: another process spins on the last CPU from START to END s into each run",
+    )
     p.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/inference[_busy].json")
     args = p.parse_args(argv)
     quiet_warnings()
@@ -280,12 +332,12 @@ def main(argv: list[str] | None = None) -> dict:
             spinner.wait()
 
 
-def _spinner() -> subprocess.Popen:
+def _spinner(settle: float = 0.5) -> subprocess.Popen:
     """Another process busy on the last CPU of this one's affinity mask until killed."""
     cpu = sorted(os.sched_getaffinity(0))[-1]
     code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
     proc = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(0.5)  # let it start spinning before anything is measured
+    time.sleep(settle)  # let it start spinning before anything is measured
     return proc
 
 
@@ -300,6 +352,7 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
             "cores": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
             "busy_spinner": busy,
+            "busy_window_s": args.busy_window,
             "torch": torch.__version__,
             "pages": _pages.pages(),
         },
@@ -315,7 +368,7 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
             for name in nets:
                 for m in modes:
                     results["end_to_end"][f"{m}/{name}"] = end_to_end(
-                        src, m, name == "compiled", args.tile, args.overlap, args.ckpt
+                        src, m, name == "compiled", args.tile, args.overlap, args.ckpt, args.busy_window
                     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -325,6 +378,7 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
         f"model {loaded.model['class_path']}({arch}); load average at start "
         f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores, {_pages.pages()}"
         + ("; another process spinning on one core throughout" if busy else "")
+        + (f"; end to end: another process spinning {args.busy_window} s in" if args.busy_window else "")
     )
     print(
         f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread: "
