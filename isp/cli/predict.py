@@ -3,7 +3,7 @@
     isp-denoise INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
                 [--tile 1024] [--overlap 192] [--device auto|cpu|cuda] [--overwrite]
                 [--threads N] [--parallel tiles|ops] [--precision auto|fp32|bf16|fp16]
-                [--compile]
+                [--compile] [--ensemble 1|2]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
 ``DIR/<stem>.<ext>``: by default a DNG holding the denoised mosaic in the input's sensor frame with
@@ -57,6 +57,7 @@ from isp.predict import (
     write_output,
 )
 from isp.predict.cores import CoreGovernor, affinity_cores, free_cores
+from isp.predict.ensemble import ENSEMBLES
 from isp.raw import RawWarning
 from isp.weights import CheckpointError, load_model
 
@@ -94,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; fp32 on the CPU)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the network (first tiles slower)")
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        default=2,
+        choices=ENSEMBLES,
+        help="average the prediction on the frame and on the frame turned by 180 degrees (2, default: "
+        "+0.11 dB on the development set) or take the first alone (1: half the time)",
+    )
     return p
 
 
@@ -293,6 +302,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
                             governor=plan["governor"],
                             autocast_dtype=plan["autocast_dtype"],
                             channels_last=plan["channels_last"],
+                            ensemble=args.ensemble,
                         )
                         write_output(
                             final, source, mosaic, args.format, overwrite=args.overwrite, protected=files

@@ -94,6 +94,8 @@ class DenoiseModule(L.LightningModule):
             shipped model) or a ``train.py`` checkpoint / exported ``.pt``; the architecture must
             match. For fine-tuning on your own data (unlike ``--ckpt_path``, which resumes a run
             with its optimizer and schedule).
+        predict_ensemble: views ``trainer.predict`` averages per file (1 or 2: also the frame
+            turned by 180 degrees, :mod:`isp.predict.ensemble`), as ``predict.py --ensemble``.
 
     Example:
         >>> from isp.models import UNet
@@ -115,6 +117,7 @@ class DenoiseModule(L.LightningModule):
         preview_max_height: int = 256,
         srgb_metrics: bool = True,
         init_weights: str | None = None,
+        predict_ensemble: int = 2,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -127,6 +130,8 @@ class DenoiseModule(L.LightningModule):
             )
         if num_previews < 0:
             raise ValueError(f"Expected `num_previews` >= 0. Got {num_previews}.")
+        if predict_ensemble not in (1, 2):
+            raise ValueError(f"Expected `predict_ensemble` to be 1 or 2. Got {predict_ensemble!r}.")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             # init_weights is where a run started, not part of the module: a checkpoint must load
@@ -151,6 +156,7 @@ class DenoiseModule(L.LightningModule):
         self.num_previews = num_previews
         self.preview_max_height = preview_max_height
         self.srgb_metrics = srgb_metrics
+        self.predict_ensemble = predict_ensemble
 
         metrics = {"train_raw": MetricCollection({"psnr": psnr_metric()}).clone(prefix="train/raw_")}
         for stage in ("val", "test"):
@@ -291,7 +297,9 @@ class DenoiseModule(L.LightningModule):
         vector_scale = getattr(datamodule, "vector_scale", None)
         data = {} if vector_scale is None else {"vector_scale": vector_scale}
         return [
-            denoise_file(self.net, path, data=data, gain=gain, device=self.device)
+            denoise_file(
+                self.net, path, data=data, gain=gain, device=self.device, ensemble=self.predict_ensemble
+            )
             for path, gain in zip(paths, gains, strict=True)
         ]
 

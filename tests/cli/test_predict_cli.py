@@ -34,8 +34,14 @@ def _run(args, capfd=None):
     return code, err
 
 
-def _reference_mosaic(ckpt, path):
-    """Untiled forward pass of the checkpoint's net on the frame, independent of the tiler."""
+def _reference_mosaic(ckpt, path, ensemble=2):
+    """Untiled forward pass of the checkpoint's net on the frame, independent of the tiler.
+
+    ``ensemble=2`` (predict.py's default) averages it with the pass on the frame turned by 180
+    degrees (tests/predict/test_ensemble.py checks the turn).
+    """
+    from isp.predict import size_multiple
+    from isp.predict.ensemble import ensemble_forward
     from isp.weights import load_model
 
     loaded = load_model(ckpt)
@@ -43,8 +49,9 @@ def _reference_mosaic(ckpt, path):
     (h, w), (padded, (top, left, _, _)) = frame.visible_shape, pad_to_rggb(frame)  # every pixel denoised
     x = frame_inputs(padded, vector_scale=64.0)
     with torch.no_grad():
-        planes = loaded.net(x["image"], x["row"], x["col"], x["scalar"])[0].numpy()
-    return unpack(planes, x["info"])[top : top + h, left : left + w]
+        xs = x["image"], x["row"], x["col"], x["scalar"]
+        planes = ensemble_forward(loaded.net, *xs, views=ensemble, align=size_multiple(loaded.net))
+    return unpack(planes[0].numpy(), x["info"])[top : top + h, left : left + w]
 
 
 def test_dng_output_round_trips_with_metadata(tiny_ckpt, inputs, tmp_path, capfd):
