@@ -8,9 +8,11 @@ Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at
 (``predict.py --threads 2 --parallel tiles``); ``auto`` predict.py's default, one tile at a time on
 the torch threads :class:`isp.predict.cores.CoreGovernor` picks before each tile from the cores
 other processes leave free: 2 on an idle 2-core machine, 1 while another job holds a core.
-``--compile`` adds each mode under ``torch.compile``. ``--busy`` keeps one other process spinning on
-the last CPU throughout (a busy machine); ``--busy-window START,END`` does so only from START
-to END seconds into each end-to-end run (a job that comes and goes). Measures, in one run:
+``--compile`` adds each mode under ``torch.compile``. ``--ensemble 1|2`` as ``predict.py`` (default
+2: every tile also turned by 180 degrees, twice the network's time). ``--busy`` keeps one other
+process spinning on the last CPU throughout (a busy machine); ``--busy-window START,END`` does so
+only from START to END seconds into each end-to-end run (a job that comes and goes). Measures, in
+one run:
 
 1. **Throughput**: megapixels (mosaic) per second of tiled inference on an in-memory frame
    (``--tile``/``--overlap`` as predict.py's, default 1024/192 mosaic pixels), every mode in turn
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -54,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 from _quiet import quiet_warnings  # noqa: E402
 
 from isp.predict.cores import CoreGovernor  # noqa: E402
+from isp.predict.ensemble import ENSEMBLES, ensemble_forward  # noqa: E402
 from isp.predict.tiling import size_multiple, tiled_forward  # noqa: E402
 from isp.weights import load_model  # noqa: E402
 
@@ -87,14 +91,25 @@ PREDICT_ARGS = {
 }
 
 
-def throughput(nets: dict, modes: list[str], mosaic_side: int, tile: int, overlap: int, repeats: int) -> dict:
-    """Mosaic megapixels per second of tiled inference on a square frame, per (mode, net) pair."""
+def throughput(
+    nets: dict, modes: list[str], mosaic_side: int, tile: int, overlap: int, repeats: int, ensemble: int = 2
+) -> dict:
+    """Mosaic megapixels per second of tiled inference on a square frame, per (mode, net) pair.
+
+    ``ensemble``: views each tile averages (:func:`isp.predict.ensemble.ensemble_forward`), as
+    ``predict.py --ensemble``.
+    """
     h = w = mosaic_side // 2
     some = next(iter(nets.values()))
     args = _inputs(some, h, w)
     kw = {"tile": tile // 2, "overlap": overlap // 2, "align": size_multiple(some)}
     governor = CoreGovernor() if "auto" in modes else None
-    runs = {(m, name): (MODES[m], net) for m in modes for name, net in nets.items()}
+    views = {"views": ensemble, "align": size_multiple(some)}
+    runs = {
+        (m, name): (MODES[m], functools.partial(ensemble_forward, net, **views))
+        for m in modes
+        for name, net in nets.items()
+    }
     times = {key: [] for key in runs}
     with torch.inference_mode():
         for (threads, _workers), net in runs.values():  # warm-up (and compile) every pair once
@@ -246,6 +261,7 @@ def end_to_end(
     overlap: int,
     ckpt: str | None,
     busy_window: tuple[float, float] | None = None,
+    ensemble: int = 2,
 ) -> dict:
     """predict.py on the DNG ``src`` in a child process: wall time and peak RSS.
 
@@ -265,6 +281,8 @@ def end_to_end(
             str(overlap),
             "--device",
             "cpu",
+            "--ensemble",
+            str(ensemble),
             *PREDICT_ARGS[mode],
         ]
         if compiled:
@@ -306,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--frame", type=int, default=2048, help="side of the throughput frame (mosaic)")
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end runs")
+    p.add_argument("--ensemble", type=int, default=2, choices=ENSEMBLES, help="as predict.py (default 2)")
     p.add_argument("--busy", action="store_true", help="one other process spins on the last CPU throughout")
     p.add_argument(
         "--busy-window",
@@ -357,7 +376,10 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
             "pages": _pages.pages(),
         },
         "model": loaded.model,
-        "throughput": throughput(nets, modes, args.frame, args.tile, args.overlap, args.repeats),
+        "ensemble": args.ensemble,
+        "throughput": throughput(
+            nets, modes, args.frame, args.tile, args.overlap, args.repeats, args.ensemble
+        ),
         "efficiency": conv_efficiency(net, args.tile),  # one thread
         "end_to_end": {},
     }
@@ -368,7 +390,14 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
             for name in nets:
                 for m in modes:
                     results["end_to_end"][f"{m}/{name}"] = end_to_end(
-                        src, m, name == "compiled", args.tile, args.overlap, args.ckpt, args.busy_window
+                        src,
+                        m,
+                        name == "compiled",
+                        args.tile,
+                        args.overlap,
+                        args.ckpt,
+                        args.busy_window,
+                        args.ensemble,
                     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -379,6 +408,7 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
         f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores, {_pages.pages()}"
         + ("; another process spinning on one core throughout" if busy else "")
         + (f"; end to end: another process spinning {args.busy_window} s in" if args.busy_window else "")
+        + f"; ensemble {args.ensemble}"
     )
     print(
         f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread: "
