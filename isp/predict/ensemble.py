@@ -9,8 +9,12 @@ for a network trained on many cameras' white balances. Each packed row's top sen
 an odd one of the original, so the per-row channels of the even and the odd sensor row swap, as
 do the per-column ones; scalars do not change. The mean of the two predictions (the second
 turned back) averages part of each one's error away (Timofte et al., "Seven ways to improve
-example-based single image super resolution", CVPR 2016, sec. 3.1). Transposes and single flips
-are left out: a transpose turns rows into columns, whose channels differ.
+example-based single image super resolution", CVPR 2016, sec. 3.1).
+
+Tried on the development set and left out: the turned view with its colours kept (each plane
+shifted by one packed pixel where the turn moves it off the RGGB grid): +7.08 / +2.84 dB (5
+iso-overstated cases worse than the input, against 3); four views with the transposed frame
+(rows given as columns, whose channels differ, and back): +6.36 / +2.75 dB.
 
 Measured on the development set (``python ../shared/devset/score.py`` with ``--ensemble 1`` and
 ``2``): physical mean gain +7.01 -> +7.12 dB, iso-overstated +2.85 -> +2.91 dB, at twice the
