@@ -17,7 +17,8 @@ one as soon as another job takes a core (torch's threads stall on a preempted pe
 benchmarks.md, "Inference"), at most ``--threads``. ``--parallel ops`` keeps ``--threads`` torch
 threads (default: the free cores at the start); ``--parallel tiles`` runs that many tiles at once
 with one torch thread each. On CUDA the net runs in
-``channels_last`` under bf16 autocast (fp16 where bf16 is unsupported) unless ``--precision fp32``.
+``channels_last`` under bf16 autocast (fp16 where bf16 is unsupported) unless ``--precision fp32``;
+tiles are ``channels_last`` on the CPU too (1.3x faster there).
 
 Exit status: 0 when every input was written; 1 when any input failed or was skipped (each is
 reported with its reason; the others are still written); 2 for bad arguments, an unusable
@@ -216,7 +217,7 @@ def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supporte
         "workers": cores if tiles else 1,
         "governor": governor,
         "autocast_dtype": dtypes[precision],
-        "channels_last": use_cuda,
+        "channels_last": True,  # CPU too: 1.3x faster tiles (isp.predict.frame.denoise_frame)
     }
 
 
