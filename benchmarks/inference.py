@@ -91,6 +91,11 @@ PREDICT_ARGS = {
 }
 
 
+def _channels_last(net, image, *side):
+    """The net on a ``channels_last`` tile, as ``predict.py`` runs it."""
+    return net(image.contiguous(memory_format=torch.channels_last), *side)
+
+
 def throughput(
     nets: dict, modes: list[str], mosaic_side: int, tile: int, overlap: int, repeats: int, ensemble: int = 2
 ) -> dict:
@@ -106,7 +111,10 @@ def throughput(
     governor = CoreGovernor() if "auto" in modes else None
     views = {"views": ensemble, "align": size_multiple(some)}
     runs = {
-        (m, name): (MODES[m], functools.partial(ensemble_forward, net, **views))
+        (m, name): (
+            MODES[m],
+            functools.partial(ensemble_forward, functools.partial(_channels_last, net), **views),
+        )
         for m in modes
         for name, net in nets.items()
     }
