@@ -3,6 +3,8 @@
 - :mod:`isp.predict.files`: input discovery, output naming, atomic no-clobber writing;
 - :mod:`isp.predict.frame`: one frame through the network (:func:`denoise_frame`);
 - :mod:`isp.predict.tiling`: overlapping, aligned tiles blended back seamlessly;
+- :mod:`isp.predict.ensemble`: each tile also turned by 180 degrees, the two predictions averaged;
+- :mod:`isp.predict.cores`: the CPU cores the tiles run on, re-counted before each tile;
 - :mod:`isp.predict.outputs`: the denoised mosaic to a DNG, TIFF or PNG.
 
 In Python, the steps of ``predict.py`` for one file::
