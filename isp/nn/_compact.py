@@ -114,18 +114,21 @@ def _add_functional(out, u_row, u_col, scalar, row_weight, col_weight, scalar_we
     LeakyReLU instead of 1.0x).
     """
     dtype = out.dtype
-    taps, weight = (u_row, row_weight) if u_row is not None else (u_col, col_weight)
-    if taps is None:  # scalar and bias only
-        const = scalar_constant(scalar, scalar_weight, bias)
-        return out if const is None else out + const[:, :, None, None].to(dtype)
-    folded = _fold_constant(taps, weight.reshape(weight.shape[0], -1), scalar, scalar_weight, bias)
-    terms = [folded, None] if u_row is not None else [None, folded]
-    if u_row is not None and u_col is not None:
-        terms[1] = _channels_last_matmul(col_weight.reshape(col_weight.shape[0], -1), u_col)
-    if terms[0] is not None:
-        out = out + terms[0][:, :, :, None].to(dtype)
-    if terms[1] is not None:
-        out = out + terms[1][:, :, None, :].to(dtype)
+    const = (scalar, scalar_weight, bias)
+    rows = cols = None
+    if u_row is not None:
+        rows = _fold_constant(u_row, row_weight.reshape(row_weight.shape[0], -1), *const)
+        if u_col is not None:
+            cols = _channels_last_matmul(col_weight.reshape(col_weight.shape[0], -1), u_col)
+    elif u_col is not None:
+        cols = _fold_constant(u_col, col_weight.reshape(col_weight.shape[0], -1), *const)
+    else:  # scalar and bias only
+        constant = scalar_constant(*const)
+        return out if constant is None else out + constant[:, :, None, None].to(dtype)
+    if rows is not None:
+        out = out + rows[:, :, :, None].to(dtype)
+    if cols is not None:
+        out = out + cols[:, :, None, :].to(dtype)
     return out
 
 
