@@ -140,6 +140,7 @@ def _devset(devset: Path) -> dict:
             cells[f"iso{r['iso']}_{'band' if r['banding'] else 'plain'}"].append(r)
         gain = [r["denoised"] - r["noisy"] for r in rows]
         results[name] = {
+            "views": 2,  # predict.py's default, which score.py runs (isp.predict.ensemble)
             "cases": len(rows),
             "noisy": round(float(np.mean([r["noisy"] for r in rows])), 2),
             "bm3d_gat_oracle": round(float(np.nanmean([r["bm3d_gat"] for r in rows])), 2),
