@@ -65,11 +65,11 @@ def make(
     size: int,
     device: str = "cpu",
     epilogue: bool = False,
-    compile: bool = False,
+    compiled: bool = False,
 ):
     """The four modules (same weights where they overlap) and their inputs, as calls.
 
-    ``epilogue``: each call ends with the UNet's LeakyReLU(0.2); ``compile``: each call is
+    ``epilogue``: each call ends with the UNet's LeakyReLU(0.2); ``compiled``: each call is
     ``torch.compile``d (Inductor fuses the side terms' add with that activation).
     """
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def make(
         "msconv_full": lambda x, row, col, sc: act(full(x, row, col, sc)),
         "tile_concat": lambda x, row, col, sc: act(tile(x, row, col, sc)),
     }
-    if compile:
+    if compiled:
         fns = {k: torch.compile(f) for k, f in fns.items()}
     return {k: (lambda f=f: f(x, row, col, sc)) for k, f in fns.items()}
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from isp.models.conditioning import CONDITIONING, PADDING_MODES, ConditionedConv2d, Conditioning, PaddingMode
 
-__all__ = ["UNet", "UNetStage", "count_parameters"]
+__all__ = ["UNet", "UNetStage", "count_parameters", "pad_to_multiple"]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
@@ -89,6 +89,30 @@ class UNetStage(nn.Module):
         """Apply the stage; see the class docstring for shapes."""
         x = self.act(self.conv1(x, row, col, scalar))
         return self.act(self.conv2(x))
+
+
+def pad_to_multiple(
+    image: Tensor, row: Tensor | None, col: Tensor | None, multiple: int
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Pad at the bottom and right to a multiple of ``multiple``, as :class:`UNet` pads its input.
+
+    ``image (N, C, H, W), row (N, C2, H), col (N, C3, W)``, each padded along its own axes;
+    reflected, replicated where the image is too small to reflect.
+
+    Example:
+        >>> x, row, col = pad_to_multiple(torch.rand(1, 4, 6, 9), torch.rand(1, 2, 6), None, 4)
+        >>> x.shape, row.shape, col
+        (torch.Size([1, 4, 8, 12]), torch.Size([1, 2, 8]), None)
+    """
+    h, w = image.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if not pad_h and not pad_w:
+        return image, row, col
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+    row = F.pad(row, (0, pad_h), mode=mode) if row is not None and pad_h else row
+    col = F.pad(col, (0, pad_w), mode=mode) if col is not None and pad_w else col
+    return image, row, col
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -272,8 +296,6 @@ class UNet(nn.Module):
         """Denoise ``image``; see the class docstring for shapes."""
         self._check(image, row, col, scalar)
         h, w = image.shape[-2:]
-        multiple = 2**self.depth
-        pad_h, pad_w = -h % multiple, -w % multiple
         x = image * self.input_scale
         if self.noise_map:
             if scalar is None:
@@ -283,13 +305,7 @@ class UNet(nn.Module):
             sigma = torch.sqrt(a * image.clamp(min=0) + b)
             x = torch.cat([x, sigma * self.input_scale], dim=1)
         row, col, scalar = (None if v is None else v * self.side_scale for v in (row, col, scalar))
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-            if row is not None and pad_h:
-                row = F.pad(row, (0, pad_h), mode=mode)
-            if col is not None and pad_w:
-                col = F.pad(col, (0, pad_w), mode=mode)
+        x, row, col = pad_to_multiple(x, row, col, 2**self.depth)
         rows, cols = [row], [col]
         for _ in range(self.depth):
             rows.append(None if row is None else F.avg_pool1d(rows[-1], 2))

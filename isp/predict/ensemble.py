@@ -26,10 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ENSEMBLES", "ensemble_forward", "pad_to_multiple", "turn_inputs", "turn_output"]
+from isp.models.unet import pad_to_multiple
+
+__all__ = ["ENSEMBLES", "ensemble_forward", "turn_inputs", "turn_output"]
 
 ENSEMBLES = (1, 2)
 """Views a prediction may average: 1 (the frame as it is) or 2 (and turned by 180 degrees)."""
@@ -76,24 +77,6 @@ def turn_inputs(
 def turn_output(y: Tensor) -> Tensor:
     """A prediction ``(N, 4, h, w)`` on turned inputs, turned back (the turn is its own inverse)."""
     return y[:, PLANES].flip(2, 3)
-
-
-def pad_to_multiple(
-    image: Tensor, row: Tensor | None, col: Tensor | None, multiple: int
-) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Pad at the bottom and right to a multiple of ``multiple``, as :class:`isp.models.UNet` does.
-
-    Reflected (replicated where the image is too small to reflect); ``row`` and ``col`` the same way.
-    """
-    h, w = image.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if not pad_h and not pad_w:
-        return image, row, col
-    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-    image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
-    row = F.pad(row, (0, pad_h), mode=mode) if row is not None and pad_h else row
-    col = F.pad(col, (0, pad_w), mode=mode) if col is not None and pad_w else col
-    return image, row, col
 
 
 def ensemble_forward(

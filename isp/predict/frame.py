@@ -204,8 +204,10 @@ def denoise_frame(
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             return net(image, *side)
 
+    align = size_multiple(net)
+
     def run(image: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
-        return ensemble_forward(one_view, image, *side, views=ensemble, align=size_multiple(net))
+        return ensemble_forward(one_view, image, *side, views=ensemble, align=align)
 
     with torch.inference_mode():
         planes = tiled_forward(
@@ -216,7 +218,7 @@ def denoise_frame(
             inputs["scalar"],
             tile=tile,
             overlap=overlap,
-            align=size_multiple(net),
+            align=align,
             device=device,
             progress=progress,
             workers=workers,
