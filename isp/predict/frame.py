@@ -168,10 +168,10 @@ def denoise_frame(
         autocast_dtype: run the net under ``torch.autocast(device.type, autocast_dtype)``
             (``torch.bfloat16`` / ``torch.float16``); ``None``: in the net's own dtype. The
             tiles are blended in float32 either way.
-        channels_last: give the net its tiles in ``torch.channels_last`` memory format (default: the
-            shipped UNet's 512² tile took 552-563 ms on one CPU thread against 735-815 in the
-            default layout, oneDNN convolving NHWC without reordering; the values differ by float
-            rounding, 5e-7).
+        channels_last: give the net its tiles in ``torch.channels_last`` memory format (default:
+            oneDNN convolves NHWC without reordering; ``python benchmarks/inference.py --modes
+            1t,auto``: a 24-MP DNG by default in 25.7 s against 31.0 s before this default; the
+            values differ by float rounding, 5e-7).
         ensemble: 2 (default, as ``predict.py``): the network's prediction averaged with its
             prediction on the frame turned by 180 degrees (:mod:`isp.predict.ensemble`: +0.11 dB
             on the development set, twice the network's time); 1: the prediction alone.
