@@ -1,7 +1,7 @@
 """Inference benchmark of the default denoiser on the CPU: one thread, two threads, two tile workers.
 
     python benchmarks/inference.py [--megapixels 24] [--ckpt PATH] [--skip-e2e] [--compile]
-                                   [--modes 1t,2t,2w]
+                                   [--modes 1t,2t,2w] [--precision auto|fp32|bf16[,...]]
 
 Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at a time
 (``predict.py --threads 2 --parallel ops``); ``2w`` two tiles at once, one thread each
@@ -9,7 +9,9 @@ Modes: ``1t`` one torch thread; ``2t`` two torch (intra-op) threads, one tile at
 the torch threads :class:`isp.predict.cores.CoreGovernor` picks before each tile from the cores
 other processes leave free: 2 on an idle 2-core machine, 1 while another job holds a core.
 ``--compile`` adds each mode under ``torch.compile``. ``--ensemble 1|2`` as ``predict.py`` (default
-2: every tile also turned by 180 degrees, twice the network's time). ``--busy`` keeps one other
+2: every tile also turned by 180 degrees, twice the network's time). ``--precision`` as
+``predict.py``'s (default ``auto``: bf16 autocast on a CPU with AMX tiles, else fp32); a comma list
+(``fp32,bf16``) runs each mode in each, interleaved. ``--busy`` keeps one other
 process spinning on the last CPU throughout (a busy machine); ``--busy-window START,END`` does so
 only from START to END seconds into each end-to-end run (a job that comes and goes). Measures, in
 one run:
@@ -56,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from _quiet import quiet_warnings  # noqa: E402
 
-from isp.predict.cores import CoreGovernor  # noqa: E402
+from isp.predict.cores import CoreGovernor, amx_bf16  # noqa: E402
 from isp.predict.ensemble import ENSEMBLES, ensemble_forward  # noqa: E402
 from isp.predict.tiling import size_multiple, tiled_forward  # noqa: E402
 from isp.weights import load_model  # noqa: E402
@@ -91,9 +93,13 @@ PREDICT_ARGS = {
 }
 
 
-def _channels_last(net, image, *side):
-    """The net on a ``channels_last`` tile, as ``predict.py`` runs it."""
-    return net(image.contiguous(memory_format=torch.channels_last), *side)
+DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def _channels_last(net, image, *side, dtype=None):
+    """The net on a ``channels_last`` tile (autocast to ``dtype`` if given), as ``predict.py`` runs it."""
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        return net(image.contiguous(memory_format=torch.channels_last), *side)
 
 
 def throughput(
@@ -101,11 +107,11 @@ def throughput(
 ) -> dict:
     """Mosaic megapixels per second of tiled inference on a square frame, per (mode, net) pair.
 
-    ``ensemble``: views each tile averages (:func:`isp.predict.ensemble.ensemble_forward`), as
-    ``predict.py --ensemble``.
+    ``nets``: name -> ``(module, autocast dtype or None)``. ``ensemble``: views each tile averages
+    (:func:`isp.predict.ensemble.ensemble_forward`), as ``predict.py --ensemble``.
     """
     h = w = mosaic_side // 2
-    some = next(iter(nets.values()))
+    some = next(iter(nets.values()))[0]
     args = _inputs(some, h, w)
     kw = {"tile": tile // 2, "overlap": overlap // 2, "align": size_multiple(some)}
     governor = CoreGovernor() if "auto" in modes else None
@@ -113,10 +119,10 @@ def throughput(
     runs = {
         (m, name): (
             MODES[m],
-            functools.partial(ensemble_forward, functools.partial(_channels_last, net), **views),
+            functools.partial(ensemble_forward, functools.partial(_channels_last, net, dtype=dtype), **views),
         )
         for m in modes
-        for name, net in nets.items()
+        for name, (net, dtype) in nets.items()
     }
     times = {key: [] for key in runs}
     # made outside inference mode, as the frame's are: a compiled net guards on it, and would
@@ -149,11 +155,12 @@ def throughput(
     return out
 
 
-def conv_efficiency(net: nn.Module, tile: int, repeats: int = 7) -> dict:
-    """The network's GFLOP/s on one packed tile divided by a large Conv2d's GFLOP/s."""
+def conv_efficiency(net: nn.Module, tile: int, repeats: int = 7, dtype: torch.dtype | None = None) -> dict:
+    """The network's GFLOP/s on one packed tile divided by a large Conv2d's GFLOP/s (both under
+    autocast to ``dtype`` if given)."""
     h = w = tile // 2
     args = _inputs(net, h, w, seed=1)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
         counter = FlopCounterMode(display=False)
         with counter:
             net(*args)
@@ -273,6 +280,7 @@ def end_to_end(
     ckpt: str | None,
     busy_window: tuple[float, float] | None = None,
     ensemble: int = 2,
+    precision: str = "auto",
 ) -> dict:
     """predict.py on the DNG ``src`` in a child process: wall time and peak RSS.
 
@@ -294,6 +302,8 @@ def end_to_end(
             "cpu",
             "--ensemble",
             str(ensemble),
+            "--precision",
+            precision,
             *PREDICT_ARGS[mode],
         ]
         if compiled:
@@ -336,6 +346,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end runs")
     p.add_argument("--ensemble", type=int, default=2, choices=ENSEMBLES, help="as predict.py (default 2)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="as predict.py (auto: bf16 on a CPU with AMX tiles, else fp32), or a comma list: fp32,bf16",
+    )
     p.add_argument("--busy", action="store_true", help="one other process spins on the last CPU throughout")
     p.add_argument(
         "--busy-window",
@@ -351,6 +366,11 @@ def main(argv: list[str] | None = None) -> dict:
     for m in modes:
         if m not in MODES:
             p.error(f"--modes: {m!r} is not one of {sorted(MODES)}")
+    auto = "bf16" if amx_bf16() else "fp32"
+    args.precisions = [auto if x == "auto" else x for x in args.precision.split(",")]
+    for x in args.precisions:
+        if x not in DTYPES:
+            p.error(f"--precision: {x!r} is not one of auto, {', '.join(DTYPES)}")
     if args.out is None:
         args.out = ROOT / "benchmarks" / "results" / f"inference{'_busy' if args.busy else ''}.json"
     spinner = _spinner() if args.busy else None
@@ -374,7 +394,13 @@ def _spinner(settle: float = 0.5) -> subprocess.Popen:
 def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
     loaded = load_model(args.ckpt)
     net = loaded.net.eval()
-    nets = {"eager": net, **({"compiled": torch.compile(net)} if args.compile else {})}
+    compiled = torch.compile(net) if args.compile else None
+    nets = {
+        f"{kind}-{x}" if len(args.precisions) > 1 else kind: (module, DTYPES[x])
+        for kind, module in (("eager", net), ("compiled", compiled))
+        if module is not None
+        for x in args.precisions
+    }
     torch.set_num_threads(1)
     results = {
         "machine": {
@@ -388,27 +414,29 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
         },
         "model": loaded.model,
         "ensemble": args.ensemble,
+        "precision": args.precisions,
         "throughput": throughput(
             nets, modes, args.frame, args.tile, args.overlap, args.repeats, args.ensemble
         ),
-        "efficiency": conv_efficiency(net, args.tile),  # one thread
+        "efficiency": conv_efficiency(net, args.tile, dtype=DTYPES[args.precisions[0]]),  # one thread
         "end_to_end": {},
     }
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory() as d:
             src = Path(d) / "frame.dng"
             make_dng(src, args.megapixels)
-            for name in nets:
+            for name, (_, dtype) in nets.items():
                 for m in modes:
                     results["end_to_end"][f"{m}/{name}"] = end_to_end(
                         src,
                         m,
-                        name == "compiled",
+                        name.startswith("compiled"),
                         args.tile,
                         args.overlap,
                         args.ckpt,
                         args.busy_window,
                         args.ensemble,
+                        next(k for k, v in DTYPES.items() if v == dtype),
                     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -419,14 +447,16 @@ def _measure(args: argparse.Namespace, modes: list[str], busy: bool) -> dict:
         f"{results['machine']['load_average_at_start'][0]:.2f} on {os.cpu_count()} cores, {_pages.pages()}"
         + ("; another process spinning on one core throughout" if busy else "")
         + (f"; end to end: another process spinning {args.busy_window} s in" if args.busy_window else "")
-        + f"; ensemble {args.ensemble}"
+        + f"; ensemble {args.ensemble}; precision {','.join(args.precisions)}"
     )
     print(
-        f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread: "
+        f"network {e['net_gflop_per_mosaic_megapixel']:.2f} GFLOP per mosaic MP; one thread, "
+        f"{args.precisions[0]}: "
         f"{e['net_gflops']:.1f} GFLOP/s on a {args.tile}px tile, a large Conv2d {e['conv_gflops']:.1f} "
         f"(efficiency {e['ratio']:.2f})"
     )
-    base = results["throughput"]["1t/eager"]["megapixels_per_s"] if "1t" in modes else None
+    first = next(iter(nets))
+    base = results["throughput"][f"1t/{first}"]["megapixels_per_s"] if "1t" in modes else None
     print("\n| mode | net | MP/s (frame) | x one thread | 24-MP end to end (s) | peak RSS (GB) |")
     print("|---|---|---:|---:|---:|---:|")
     for key, t in results["throughput"].items():

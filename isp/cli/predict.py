@@ -18,7 +18,9 @@ benchmarks.md, "Inference"), at most ``--threads``. ``--parallel ops`` keeps ``-
 threads (default: the free cores at the start); ``--parallel tiles`` runs that many tiles at once
 with one torch thread each. On CUDA the net runs in
 ``channels_last`` under bf16 autocast (fp16 where bf16 is unsupported) unless ``--precision fp32``;
-tiles are ``channels_last`` on the CPU too (1.3x faster there).
+tiles are ``channels_last`` on the CPU too (1.3x faster there), under bf16 autocast where the CPU
+has AMX tiles (:func:`isp.predict.cores.amx_bf16`; a 24-MP DNG 2x as fast end to end, the
+development set within 0.01 dB of float32), else in float32.
 
 Exit status: 0 when every input was written; 1 when any input failed or was skipped (each is
 reported with its reason; the others are still written); 2 for bad arguments, an unusable
@@ -57,7 +59,7 @@ from isp.predict import (
     tile_grid,
     write_output,
 )
-from isp.predict.cores import CoreGovernor, affinity_cores, free_cores
+from isp.predict.cores import CoreGovernor, affinity_cores, amx_bf16, free_cores
 from isp.predict.ensemble import ENSEMBLES
 from isp.raw import RawWarning
 from isp.weights import CheckpointError, load_model
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
-        help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; fp32 on the CPU)",
+        help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; on the CPU bf16 where it "
+        "has AMX tiles (2x as fast end to end), else fp32)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the network (first tiles slower)")
     p.add_argument(
@@ -190,8 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         return 143
 
 
-def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supported: bool) -> dict:
+def execution_plan(
+    args: argparse.Namespace, cuda_available: bool, bf16_supported: bool, cpu_bf16: bool = False
+) -> dict:
     """Where and how the net runs, from the arguments and what the machine offers.
+
+    ``bf16_supported``: the CUDA device's; ``cpu_bf16``: the CPU convolves bfloat16 on AMX tiles
+    (:func:`isp.predict.cores.amx_bf16`), where ``--precision auto`` picks bf16 autocast.
 
     Returns:
         ``device``, torch ``threads`` (the first tile's), tile ``workers``, the thread ``governor``
@@ -208,7 +216,10 @@ def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supporte
         cores = args.threads or free_cores()
     precision = args.precision
     if precision == "auto":
-        precision = ("bf16" if bf16_supported else "fp16") if use_cuda else "fp32"
+        if use_cuda:
+            precision = "bf16" if bf16_supported else "fp16"
+        else:
+            precision = "bf16" if cpu_bf16 else "fp32"
     dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     tiles = not use_cuda and args.parallel == "tiles"
     return {
@@ -223,7 +234,7 @@ def execution_plan(args: argparse.Namespace, cuda_available: bool, bf16_supporte
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Console) -> int:
     cuda = torch.cuda.is_available()
-    plan = execution_plan(args, cuda, cuda and torch.cuda.is_bf16_supported())
+    plan = execution_plan(args, cuda, cuda and torch.cuda.is_bf16_supported(), amx_bf16())
     device = plan["device"]
     if device.type == "cpu":
         torch.set_num_threads(plan["threads"])

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from isp.nn._compact import unfold_1d
+from isp.nn._compact import channels_like, unfold_1d
 from isp.nn._validate import Geometry
 
 __all__ = ["add_full_side_terms"]
@@ -119,9 +119,9 @@ def add_full_side_terms(
     elif const is not None and cols is not None:
         cols, const = cols + const[:, :, None], None
     if rows is not None:
-        out.add_(rows[:, :, :, None].to(out.dtype))
+        out.add_(channels_like(out, rows)[:, :, :, None])
     if cols is not None:
-        out.add_(cols[:, :, None, :].to(out.dtype))
+        out.add_(channels_like(out, cols)[:, :, None, :])
     if const is not None:
         out.add_(const[:, :, None, None].to(out.dtype))
     if col_class is None and row_class is None:

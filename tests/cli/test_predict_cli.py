@@ -57,7 +57,8 @@ def _reference_mosaic(ckpt, path, ensemble=2):
 def test_dng_output_round_trips_with_metadata(tiny_ckpt, inputs, tmp_path, capfd):
     src = sorted(inputs.glob("*.dng"))[0]
     before = src.read_bytes()
-    code, err = _run([src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt], capfd)
+    # float32, as the reference below (the default on an AMX CPU, bf16, is tested after this)
+    code, err = _run([src, "--out-dir", tmp_path, "--ckpt", tiny_ckpt, "--precision", "fp32"], capfd)
     assert code == 0, err
     out = tmp_path / (src.stem + ".dng")
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no temporary left
@@ -91,6 +92,21 @@ def test_dng_output_round_trips_with_metadata(tiny_ckpt, inputs, tmp_path, capfd
     if shutil.which("dcraw"):
         r = subprocess.run(["dcraw", "-c", "-T", str(out)], capture_output=True)
         assert r.returncode == 0 and len(r.stdout) > a.mosaic.size, r.stderr
+
+
+def test_default_precision_is_bf16_on_an_amx_cpu_and_close_to_float32(tiny_ckpt, inputs, tmp_path, capfd):
+    from isp.predict.cores import amx_bf16
+
+    src = sorted(inputs.glob("*.dng"))[0]
+    common = [src, "--ckpt", tiny_ckpt, "--threads", "1"]
+    assert _run([*common, "--out-dir", tmp_path / "auto"], capfd)[0] == 0
+    assert _run([*common, "--out-dir", tmp_path / "fp32", "--precision", "fp32"], capfd)[0] == 0
+    auto, full = (read(tmp_path / d / src.name) for d in ("auto", "fp32"))
+    diff = np.abs(auto.mosaic - full.mosaic).max()
+    if amx_bf16():  # bf16 ran: rounding differences (white = 1), far below a raw's noise
+        assert 0 < diff < 2e-3
+    else:
+        assert diff == 0
 
 
 def test_corrupt_and_unsupported_files_are_skipped(tiny_ckpt, inputs, tmp_path, capfd):
@@ -358,9 +374,29 @@ def test_every_real_bayer_file_is_denoised_and_written_back(tiny_ckpt, tmp_path,
 # ---------------------------------------------------------------- how the net runs
 
 
-def _plan(*extra, cuda=False, bf16=True):
+def _plan(*extra, cuda=False, bf16=True, cpu_bf16=False):
     args = predict.build_parser().parse_args(["x", "--out-dir", "y", *extra])
-    return predict.execution_plan(args, cuda, bf16)
+    return predict.execution_plan(args, cuda, bf16, cpu_bf16)
+
+
+def test_execution_plan_cpu_precision_follows_amx():
+    # a CPU with AMX tiles convolves bf16 6-8x as fast as fp32: auto picks bf16 there only
+    assert _plan(cpu_bf16=True)["autocast_dtype"] is torch.bfloat16
+    assert _plan(cpu_bf16=False)["autocast_dtype"] is None
+    assert _plan("--precision", "fp32", cpu_bf16=True)["autocast_dtype"] is None
+    assert _plan("--precision", "bf16", cpu_bf16=False)["autocast_dtype"] is torch.bfloat16
+    assert _plan(cuda=True, bf16=False, cpu_bf16=True)["autocast_dtype"] is torch.float16  # CUDA's own
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="needs Linux /proc/cpuinfo")
+def test_amx_bf16_agrees_with_the_cpu_flags():
+    from isp.predict.cores import amx_bf16
+
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    assert amx_bf16() == ({"amx_tile", "amx_bf16", "avx512_bf16"} <= flags)
 
 
 def test_execution_plan_cpu_default_governs_torch_threads_between_tiles(monkeypatch):
