@@ -12,10 +12,12 @@ total is what the call needed on top of its inputs and parameters. "extra" is MS
 the image-only conv's, as a fraction of the output tensor's size.
 
     python benchmarks/msconv.py [--reps 15] [--warmup 3] [--quick] [--threads T] [--out FILE.json]
-                                [--epilogue] [--compile]
+                                [--epilogue] [--compile] [--channels-last] [--precision bf16]
 
 ``--epilogue`` ends every call with the UNet's LeakyReLU and ``--compile`` compiles every call:
 together they measure the side terms' add fused into the activation's pass by Inductor.
+``--channels-last`` gives every input and module the channels-last layout and ``--precision bf16``
+runs every call under bf16 autocast: the layers as ``predict.py`` runs them on a CPU with AMX tiles.
 """
 
 from __future__ import annotations
@@ -66,11 +68,14 @@ def make(
     device: str = "cpu",
     epilogue: bool = False,
     compiled: bool = False,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
 ):
     """The four modules (same weights where they overlap) and their inputs, as calls.
 
     ``epilogue``: each call ends with the UNet's LeakyReLU(0.2); ``compiled``: each call is
-    ``torch.compile``d (Inductor fuses the side terms' add with that activation).
+    ``torch.compile``d (Inductor fuses the side terms' add with that activation);
+    ``channels_last``: images and modules in that layout; ``autocast_dtype``: each call under autocast.
     """
     torch.manual_seed(0)
     ch = (c1, *side)
@@ -82,6 +87,10 @@ def make(
     row = torch.randn(n, side[0], size, device=device) if side[0] else None
     col = torch.randn(n, side[1], size, device=device) if side[1] else None
     sc = torch.randn(n, side[2], device=device) if side[2] else None
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        for m in (tile, ms, full, limit):
+            m.to(memory_format=torch.channels_last)
     act = torch.nn.LeakyReLU(0.2) if epilogue else torch.nn.Identity()
     fns = {
         "limit": lambda x, row, col, sc: act(limit(x)),
@@ -91,7 +100,17 @@ def make(
     }
     if compiled:
         fns = {k: torch.compile(f) for k, f in fns.items()}
-    return {k: (lambda f=f: f(x, row, col, sc)) for k, f in fns.items()}
+    if autocast_dtype is None:
+        return {k: (lambda f=f: f(x, row, col, sc)) for k, f in fns.items()}
+
+    def under_autocast(f):
+        def call():
+            with torch.autocast(torch.device(device).type, dtype=autocast_dtype):
+                return f(x, row, col, sc)
+
+        return call
+
+    return {k: under_autocast(f) for k, f in fns.items()}
 
 
 def _sync() -> None:
@@ -151,6 +170,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (synchronised timings)")
     parser.add_argument("--epilogue", action="store_true", help="every call ends with LeakyReLU(0.2)")
     parser.add_argument("--compile", action="store_true", help="every call under torch.compile")
+    parser.add_argument("--channels-last", action="store_true", help="images and modules channels-last")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
     quiet_warnings()
@@ -170,7 +191,10 @@ def main() -> None:
         "device": args.device,
         "epilogue": "leaky_relu" if args.epilogue else None,
         "compiled": args.compile,
+        "channels_last": args.channels_last,
+        "precision": args.precision,
     }
+    autocast_dtype = torch.bfloat16 if args.precision == "bf16" else None
     impls = (*IMPLS, "msconv_full") if args.with_full else IMPLS
     header = (
         f"{'layer':12} {'C1->Cout':>8} {'HxW':>7} {'side':>7} | {'pass':7} {'limit ms':>8} {'MS ms':>7} "
@@ -178,7 +202,9 @@ def main() -> None:
     )
     where = f"{torch.get_num_threads()} threads, CPU" if args.device == "cpu" else args.device
     how = ("compiled, " if args.compile else "") + ("+ LeakyReLU, " if args.epilogue else "")
-    print(f"torch {torch.__version__}, {_pages.pages()}, {where}, {how}batch {args.batch}, float32")
+    how += "channels_last, " if args.channels_last else ""
+    dtype = "bf16 autocast" if autocast_dtype else "float32"
+    print(f"torch {torch.__version__}, {_pages.pages()}, {where}, {how}batch {args.batch}, {dtype}")
     print(f"{'':47}| {'wall-clock medians':^30} | {'CPU-time medians':^12} | {'memory':>8}")
     print(header)
     print("-" * len(header))
@@ -187,7 +213,18 @@ def main() -> None:
         for backward in (False, True):
             if args.compile:  # fresh graphs per row and pass: one compile each (grad mode is a guard)
                 torch._dynamo.reset()
-            calls = make(c1, c_out, side, args.batch, size, args.device, args.epilogue, args.compile)
+            calls = make(
+                c1,
+                c_out,
+                side,
+                args.batch,
+                size,
+                args.device,
+                args.epilogue,
+                args.compile,
+                args.channels_last,
+                autocast_dtype,
+            )
             times = {k: [] for k in impls}
             cpu = {k: [] for k in impls}
             for i in range(args.warmup + reps):

@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py [--base-width 16] [--depth 3] [--batch 8] [--crop 64]
                                     [--reps 15] [--warmup 3] [--threads N] [--data-root DIR]
+                                    [--channels-last] [--precision bf16]
 
 1. **Conditioning cost**: one optimiser step (forward, L1 loss, backward, Adam) of the UNet with
    ``conditioning`` msconv, none and tile_concat on the same random batch, and one inference
@@ -9,7 +10,10 @@
    repetition runs each variant once, in turn, so a slow spell on the shared machine hits them
    all; medians of the per-repetition ratios after warm-up. ``--compile`` runs every variant
    under ``torch.compile`` (compiled in the warm-up). Targets: msconv / none <= 1.02 (issue 15);
-   tile_concat / msconv is reported beside it.
+   tile_concat / msconv is reported beside it. ``--channels-last`` gives the images that layout
+   and ``--precision bf16`` runs steps and tiles under bf16 autocast (predict's tiles on a CPU
+   with AMX tiles run both). ``--fuse-epilogues`` runs the tiles with ``UNet.fuse_epilogues()``
+   (every LeakyReLU a compiled kernel, MSConv2d's side terms added in its pass).
 2. **Data rate**: batches per second that ``RawDataModule.train_dataloader()`` (sample data,
    decode cache already filled by ``prepare_data``) delivers, against the batches per second the
    msconv model consumes. Target: >= 3x (data never limits training on the CPU).
@@ -53,12 +57,15 @@ def make_batch(batch: int, crop: int, seed: int = 0) -> dict:
     }
 
 
-def make_step(net: torch.nn.Module, batch: dict):
+def make_step(net: torch.nn.Module, batch: dict, autocast_dtype: torch.dtype | None = None):
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
 
     def step() -> None:
-        pred = net(batch["image"], batch["row"], batch["col"], batch["scalar"])
-        loss = denoise_loss(pred, batch["target"], "l1")
+        with torch.autocast(
+            "cpu", dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None
+        ):
+            pred = net(batch["image"], batch["row"], batch["col"], batch["scalar"])
+        loss = denoise_loss(pred.float(), batch["target"], "l1")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -88,8 +95,11 @@ def time_steps(args) -> dict:
     batch = make_batch(args.batch, args.crop)
     g = torch.Generator().manual_seed(1)
     t = args.tile
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    batch["image"] = batch["image"].contiguous(memory_format=layout)
+    dtype = torch.bfloat16 if args.precision == "bf16" else None
     tile = (
-        torch.rand(1, 4, t, t, generator=g),
+        torch.rand(1, 4, t, t, generator=g).contiguous(memory_format=layout),
         torch.randn(1, 5, t, generator=g),
         torch.randn(1, 5, t, generator=g),
         torch.randn(1, 5, generator=g),
@@ -100,13 +110,17 @@ def time_steps(args) -> dict:
         net = UNet(base_width=args.base_width, depth=args.depth, conditioning=variant)
         params[variant] = count_parameters(net)
         run = torch.compile(net) if args.compile else net
-        steps[variant] = make_step(run, batch)
+        steps[variant] = make_step(run, batch, dtype)
         torch.manual_seed(0)
         eval_net = UNet(base_width=args.base_width, depth=args.depth, conditioning=variant).eval()
+        eval_net.fuse_epilogues(args.fuse_epilogues)
         eval_run = torch.compile(eval_net) if args.compile else eval_net
 
         def forward(net=eval_run) -> None:
-            with torch.inference_mode():
+            with (
+                torch.inference_mode(),
+                torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None),
+            ):
                 net(*tile)
 
         infer[variant] = forward
@@ -176,6 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--tile", type=int, default=256, help="packed side of the inference tile")
     parser.add_argument("--compile", action="store_true", help="every variant under torch.compile")
+    parser.add_argument("--channels-last", action="store_true", help="images channels-last")
+    parser.add_argument(
+        "--fuse-epilogues", action="store_true", help="tiles: UNet.fuse_epilogues() (compiled activations)"
+    )
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
     parser.add_argument("--data-root", default="data/sample")
     parser.add_argument("--cache-dir", default="cache")
     parser.add_argument("--workers", type=int, default=0)
@@ -200,6 +219,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"batch {args.batch}x4x{args.crop}x{args.crop}, inference tile 1x4x{args.tile}x{args.tile}, "
         f"{args.reps} interleaved reps, {torch.get_num_threads()} threads, {_pages.pages()}"
         f"{', torch.compile' if args.compile else ', eager'}"
+        f"{', channels_last' if args.channels_last else ''}"
+        f"{', bf16 autocast' if args.precision == 'bf16' else ''}"
+        f"{', fused epilogues (tiles)' if args.fuse_epilogues else ''}"
     )
     print("| conditioning | params | median step (ms) | median tile (ms) |")
     print("|---|---:|---:|---:|")

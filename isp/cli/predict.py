@@ -3,7 +3,7 @@
     isp-denoise INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
                 [--tile 1024] [--overlap 192] [--device auto|cpu|cuda] [--overwrite]
                 [--threads N] [--parallel tiles|ops] [--precision auto|fp32|bf16|fp16]
-                [--compile] [--ensemble 1|2]
+                [--compile [network|epilogues]] [--ensemble 1|2]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
 ``DIR/<stem>.<ext>``: by default a DNG holding the denoised mosaic in the input's sensor frame with
@@ -98,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; on the CPU bf16 where it "
         "has AMX tiles (2x as fast end to end), else fp32)",
     )
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (first tiles slower)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="network",
+        default=None,
+        choices=["network", "epilogues"],
+        help="torch.compile the network (bare --compile; about half a minute per process first) or only "
+        "its MSConv2d + LeakyReLU epilogues (seconds first; then the tiles run 1.3x as fast under bf16)",
+    )
     p.add_argument(
         "--ensemble",
         type=int,
@@ -256,8 +264,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
     net = loaded.net.to(device)
     if plan["channels_last"]:
         net = net.to(memory_format=torch.channels_last)
-    if args.compile:
+    if args.compile == "network":
         net = torch.compile(net)
+    elif args.compile == "epilogues":
+        if not hasattr(net, "fuse_epilogues"):
+            parser.error(f"--compile epilogues: {type(net).__name__} has no fuse_epilogues(); use --compile")
+        net.fuse_epilogues()
     tile, overlap = args.tile // 2, args.overlap // 2  # packed pixels
     try:
         tile_grid(tile, tile, overlap, align=size_multiple(net))

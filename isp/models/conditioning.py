@@ -26,9 +26,10 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isp.nn import MSConv2d, TileConcatConv2d
+from isp.nn import MSConv2d, TileConcatConv2d, ms_conv2d_leaky_relu, side_leaky_relu
 
 __all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
@@ -173,6 +174,46 @@ class ConditionedConv2d(nn.Module):
             return y * (1 + z[:, :, None, None])
         gamma, beta = z.chunk(2, dim=1)
         return torch.addcmul(beta[:, :, None, None], y, 1 + gamma[:, :, None, None])
+
+    def forward_leaky_relu(
+        self,
+        x: Tensor,
+        row: Tensor | None = None,
+        col: Tensor | None = None,
+        scalar: Tensor | None = None,
+        negative_slope: float = 0.2,
+        fused: bool = False,
+    ) -> Tensor:
+        """``leaky_relu(self(x, row, col, scalar), negative_slope)``.
+
+        ``fused=True`` (used without autograd) runs the activation as a compiled kernel
+        (:func:`isp.nn.side_leaky_relu`), with ``conditioning="msconv"`` the side terms added in
+        its pass (:func:`isp.nn.ms_conv2d_leaky_relu`).
+        """
+        if not fused or torch.is_grad_enabled():
+            return F.leaky_relu(self(x, row, col, scalar), negative_slope, inplace=True)
+        if self.conditioning != "msconv":
+            return side_leaky_relu(self(x, row, col, scalar), negative_slope=negative_slope)
+        c2, c3, c4 = self.in_channels[1:]
+        n, h, w = x.shape[0], *x.shape[-2:]
+        m = self.conv
+        return ms_conv2d_leaky_relu(
+            x,
+            (x.new_zeros(n, c2, h) if row is None else row) if c2 else None,
+            (x.new_zeros(n, c3, w) if col is None else col) if c3 else None,
+            (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None,
+            m.weight,
+            m.row_weight,
+            m.col_weight,
+            m.scalar_weight,
+            m.bias,
+            negative_slope=negative_slope,
+            stride=m.stride,
+            padding=m.padding,
+            dilation=m.dilation,
+            groups=m.groups,
+            padding_mode=m.padding_mode,
+        )
 
     def extra_repr(self) -> str:
         """The conditioning variant (the wrapped layers print their own arguments)."""

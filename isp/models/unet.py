@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from isp.models.conditioning import CONDITIONING, PADDING_MODES, ConditionedConv2d, Conditioning, PaddingMode
+from isp.nn import side_leaky_relu
 
 __all__ = ["UNet", "UNetStage", "count_parameters", "pad_to_multiple"]
 
@@ -82,13 +83,17 @@ class UNetStage(nn.Module):
         )
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, padding_mode=padding_mode, **factory)
         self.act = nn.LeakyReLU(0.2, inplace=True)
+        #: add the side terms in the activation's pass (:meth:`UNet.fuse_epilogues`)
+        self.fused_epilogue = False
 
     def forward(
         self, x: Tensor, row: Tensor | None = None, col: Tensor | None = None, scalar: Tensor | None = None
     ) -> Tensor:
         """Apply the stage; see the class docstring for shapes."""
-        x = self.act(self.conv1(x, row, col, scalar))
-        return self.act(self.conv2(x))
+        slope = self.act.negative_slope
+        fused = self.fused_epilogue and not torch.is_grad_enabled()
+        x = self.conv1.forward_leaky_relu(x, row, col, scalar, slope, fused=fused)
+        return side_leaky_relu(self.conv2(x), negative_slope=slope) if fused else self.act(self.conv2(x))
 
 
 def pad_to_multiple(
@@ -233,6 +238,7 @@ class UNet(nn.Module):
         self.side_scale = float(side_scale)
         self.noise_map = bool(noise_map)
         self.line_features = line_features
+        self.fused_epilogue = False  # fuse_epilogues()
         factory = {"device": device, "dtype": dtype}
         widths = [base_width * 2**level for level in range(depth + 1)]
         stage = {
@@ -320,11 +326,28 @@ class UNet(nn.Module):
             x = torch.cat([self.ups[level](x), skips[level]], dim=1)
             x = self.decoders[level](x, rows[level], cols[level], scalar)
         if self.line_features:
-            y = self.line_act(self.line_conv(x, *self._line_view(x, h, w)))
+            y = self.line_conv.forward_leaky_relu(
+                x, *self._line_view(x, h, w), None, self.line_act.negative_slope, fused=self.fused_epilogue
+            )
             # without autograd the decoder output is not needed again: add in place (one pass less)
             x = x + y if torch.is_grad_enabled() else x.add_(y)
         out = self.head(x)[..., :h, :w] / self.input_scale
         return image + out if self.residual else out
+
+    def fuse_epilogues(self, enabled: bool = True) -> UNet:
+        """Add each MSConv2d's side terms in the pass of the LeakyReLU that follows it.
+
+        Without autograd the side terms and the activation then run as one compiled pointwise
+        kernel (:func:`isp.nn.ms_conv2d_leaky_relu`): under bf16 autocast on the CPU, where aten's
+        elementwise passes cost more than the convolutions, the msconv UNet's tile takes about the
+        blind UNet's time instead of 1.24x (docs/benchmarks.md). The kernel compiles on first use
+        (seconds); training (autograd) is unaffected. Returns ``self``.
+        """
+        self.fused_epilogue = enabled
+        for module in self.modules():
+            if isinstance(module, UNetStage):
+                module.fused_epilogue = enabled
+        return self
 
     def _line_view(self, x: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
         """Row and column means of the projected features over the image (padding left out)."""

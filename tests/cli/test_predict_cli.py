@@ -109,6 +109,22 @@ def test_default_precision_is_bf16_on_an_amx_cpu_and_close_to_float32(tiny_ckpt,
         assert diff == 0
 
 
+def test_compile_epilogues_writes_what_the_eager_net_writes(tiny_ckpt, inputs, tmp_path, capfd):
+    # the side terms and LeakyReLUs as compiled kernels (UNet.fuse_epilogues): the same function
+    src = sorted(inputs.glob("*.dng"))[0]
+    common = [src, "--ckpt", tiny_ckpt, "--threads", "1", "--precision", "fp32"]
+    assert _run([*common, "--out-dir", tmp_path / "eager"], capfd)[0] == 0
+    code, err = _run([*common, "--out-dir", tmp_path / "fused", "--compile", "epilogues"], capfd)
+    assert code == 0, err
+    eager, fused, noisy = (read(d / src.name) for d in (tmp_path / "eager", tmp_path / "fused", src.parent))
+    diff = np.abs(fused.sensor.astype(np.int64) - eager.sensor)  # DN: float rounding may flip one
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.01
+    assert np.abs(fused.sensor.astype(np.int64) - noisy.sensor).mean() > 1  # the net did change the frame
+    from isp.nn import _epilogue
+
+    assert _epilogue._compiled is not None and _epilogue._failed is None  # the compiled kernel ran
+
+
 def test_corrupt_and_unsupported_files_are_skipped(tiny_ckpt, inputs, tmp_path, capfd):
     folder = tmp_path / "in"
     shutil.copytree(inputs, folder)

@@ -1,0 +1,123 @@
+"""MSConv2d followed by LeakyReLU, the side terms added in the activation's pass (a compiled epilogue).
+
+Eager, a compact MSConv2d adds its row and column terms into the convolution's output (one pass
+over it) and the LeakyReLU that follows makes another. Under bf16 autocast on the CPU those
+elementwise passes cost more than the convolution itself: aten converts bf16 element by element
+(the shipped UNet's 512² tile, one thread, channels_last: 153 ms for the msconv net against 123 ms
+for the blind one). Here the image convolution runs as usual, the side terms are computed as
+``(N, L, C_out)`` float32 vectors (channels innermost, as a channels-last output runs), and one
+Inductor-compiled pointwise kernel reads the output once: ``leaky_relu(out + rows + cols)``,
+computed in float32 and rounded once.
+
+The kernel is compiled on first use in a process (about 3 s with Inductor's on-disk cache warm,
+longer cold) and again once for dynamic shapes. Where compilation fails (no C++ compiler, an
+unsupported device) a warning says so once and the eager path runs instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from isp.nn._compact import scalar_constant, unfold_1d
+from isp.nn._validate import Geometry, conv2d
+
+__all__ = ["fused_side_leaky_relu", "side_vectors"]
+
+_compiled = None
+_failed: str | None = None
+
+
+def _side_leaky_relu(out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float) -> Tensor:
+    """``leaky_relu(out + rows + cols)`` in float32, rounded once to ``out``'s dtype.
+
+    ``out (N, C, H, W)``, ``rows (N, H, C)``, ``cols (N, W, C)`` (either may be ``None``).
+    """
+    y = out.float()
+    if rows is not None:
+        y = y + rows.permute(0, 2, 1)[:, :, :, None]
+    if cols is not None:
+        y = y + cols.permute(0, 2, 1)[:, :, None, :]
+    return F.leaky_relu(y, negative_slope).to(out.dtype)
+
+
+def fused_side_leaky_relu(
+    out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float
+) -> Tensor:
+    """:func:`_side_leaky_relu` as one compiled kernel (eager where compilation failed)."""
+    global _compiled, _failed
+    if _failed is None and not torch.compiler.is_compiling():
+        if _compiled is None:
+            _compiled = torch.compile(_side_leaky_relu, fullgraph=True)
+        try:
+            return _compiled(out, rows, cols, negative_slope)
+        except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, say so once
+            _failed = f"{type(err).__name__}: {err}".splitlines()[0]
+            warnings.warn(
+                f"isp: the fused MSConv2d + LeakyReLU epilogue could not be compiled ({_failed}); "
+                "running the eager ops instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _side_leaky_relu(out, rows, cols, negative_slope)
+
+
+def side_vectors(
+    row: Tensor | None,
+    col: Tensor | None,
+    scalar: Tensor | None,
+    row_weight: Tensor | None,
+    col_weight: Tensor | None,
+    scalar_weight: Tensor | None,
+    bias: Tensor | None,
+    geo: Geometry,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The compact side terms as float32 ``rows (N, H_out, C_out)``, ``cols (N, W_out, C_out)``.
+
+    The per-channel constant (bias + scalar term) rides on ``rows``, else on ``cols``; without
+    either it comes back as the third value ``(N or 1, C_out)`` (else ``None``).
+    """
+    (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geo.kernel, geo.stride, geo.dilation, geo.pad
+    device = next(t.device for t in (row, col, scalar, bias) if t is not None)
+    with torch.autocast(device.type, enabled=False):
+        f = (None if t is None else t.float() for t in (scalar, scalar_weight, bias))
+        const = scalar_constant(*f)
+        rows = cols = None
+        if row is not None:
+            u = unfold_1d(row.float(), kh, sh, dh, pt, pb, geo.mode)
+            rows = u.transpose(1, 2) @ row_weight.float().reshape(row_weight.shape[0], -1).t()
+        if col is not None:
+            u = unfold_1d(col.float(), kw, sw, dw, pl, pr, geo.mode)
+            cols = u.transpose(1, 2) @ col_weight.float().reshape(col_weight.shape[0], -1).t()
+        if const is not None and rows is not None:
+            rows, const = rows + const[:, None, :], None
+        elif const is not None and cols is not None:
+            cols, const = cols + const[:, None, :], None
+    return rows, cols, const
+
+
+def conv_side_leaky_relu(
+    image: Tensor,
+    weight: Tensor,
+    sides: tuple,
+    geo: Geometry,
+    groups: int,
+    negative_slope: float,
+) -> Tensor:
+    """``leaky_relu(conv(image) + side terms)``: the convolution eager, the rest in one fused pass.
+
+    ``sides``: ``(row, col, scalar, row_weight, col_weight, scalar_weight, bias)``, compact weights.
+    """
+    rows, cols, const = side_vectors(*sides, geo)
+    if rows is None and cols is None:  # scalars and bias only: a per-channel constant
+        if const is not None and const.shape[0] == 1:
+            out = conv2d(image, weight, const[0].to(weight.dtype), geo, groups)
+            return F.leaky_relu_(out, negative_slope)
+        out = conv2d(image, weight, None, geo, groups)
+        if const is not None:
+            out.add_(const[:, :, None, None].to(out.dtype))
+        return F.leaky_relu_(out, negative_slope)
+    return fused_side_leaky_relu(conv2d(image, weight, None, geo, groups), rows, cols, negative_slope)

@@ -1,0 +1,150 @@
+"""The fused MSConv2d + LeakyReLU epilogue: the same function as the two steps, compiled or not."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import isp.nn._epilogue as epilogue
+from isp.models import UNet
+from isp.nn import MSConv2d, ms_conv2d, ms_conv2d_leaky_relu, side_leaky_relu
+
+MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def _sources(ch, n=2, h=9, w=11, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = ((n, ch[0], h, w), (n, ch[1], h), (n, ch[2], w), (n, ch[3]))
+    return [torch.randn(s, generator=g) if c else None for c, s in zip(ch, shapes, strict=True)]
+
+
+def _weights(m: MSConv2d):
+    return m.weight, m.row_weight, m.col_weight, m.scalar_weight, m.bias
+
+
+def _tiled_reference(m: MSConv2d, xs, slope):
+    """LeakyReLU of nn.Conv2d over the side inputs broadcast into channels (built here)."""
+    image, row, col, scalar = xs
+    n, _, h, w = image.shape
+    parts = [image]
+    if row is not None:
+        parts.append(row[..., None].expand(-1, -1, -1, w))
+    if col is not None:
+        parts.append(col[:, :, None, :].expand(-1, -1, h, -1))
+    if scalar is not None:
+        parts.append(scalar[:, :, None, None].expand(-1, -1, h, w))
+    return F.leaky_relu(m.to_tile_concat()(*xs), slope), torch.cat(parts, 1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("ch", [(3, 2, 3, 1), (3, 2, 0, 0), (3, 0, 2, 2), (3, 0, 0, 2)])
+def test_fused_equals_conv_then_leaky_relu(mode, ch):
+    torch.manual_seed(0)
+    m = MSConv2d(ch, 6, 3, padding=1, padding_mode=mode)
+    xs = _sources(ch)
+    with torch.no_grad():
+        fused = ms_conv2d_leaky_relu(*xs, *_weights(m), negative_slope=0.2, padding=1, padding_mode=mode)
+        two_steps = F.leaky_relu(m(*xs), 0.2)
+        tiled, _ = _tiled_reference(m, xs, 0.2)  # the tile-concat conv, an independent reference
+    torch.testing.assert_close(fused, two_steps, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused, tiled, rtol=1e-4, atol=1e-4)
+    assert (fused < 0).any() and (fused > 0).any()  # the activation's both sides were exercised
+
+
+def test_fused_with_stride_dilation_and_channels_last():
+    torch.manual_seed(1)
+    ch = (4, 2, 2, 1)
+    m = MSConv2d(ch, 8, 3, stride=2, padding=2, dilation=2, padding_mode="reflect")
+    image, row, col, scalar = _sources(ch, h=12, w=10)
+    image = image.contiguous(memory_format=torch.channels_last)
+    kw = {"stride": 2, "padding": 2, "dilation": 2, "padding_mode": "reflect"}
+    with torch.no_grad():
+        fused = ms_conv2d_leaky_relu(image, row, col, scalar, *_weights(m), negative_slope=0.1, **kw)
+        expected = F.leaky_relu(m(image, row, col, scalar), 0.1)
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+    assert fused.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_bf16_fused_rounds_once():
+    # under bf16 autocast the fused kernel adds in float32 and rounds once; the two steps round the
+    # conv output, the sum and the activation each to bf16: further from the float32 result
+    torch.manual_seed(2)
+    ch = (16, 3, 3, 2)
+    m = MSConv2d(ch, 32, 3, padding=1)
+    xs = _sources(ch, n=1, h=48, w=40)
+    xs[0] = xs[0].contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        truth = F.leaky_relu(m(*xs), 0.2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused = ms_conv2d_leaky_relu(*xs, *_weights(m), negative_slope=0.2, padding=1)
+            two_steps = F.leaky_relu(m(*xs), 0.2)
+    assert fused.dtype == two_steps.dtype == torch.bfloat16
+    err_fused = (fused.float() - truth).abs().mean().item()
+    err_steps = (two_steps.float() - truth).abs().mean().item()
+    assert 0 < err_fused < err_steps < 0.05 * truth.abs().mean().item()
+
+
+def test_autograd_takes_the_two_steps_and_their_gradients():
+    torch.manual_seed(3)
+    ch = (3, 2, 2, 2)
+    m = MSConv2d(ch, 5, 3, padding=1)
+    xs = [x.requires_grad_() for x in _sources(ch)]
+    fused = ms_conv2d_leaky_relu(*xs, *_weights(m), negative_slope=0.2, padding=1)
+    grads = torch.autograd.grad(fused.square().sum(), [*xs, m.weight, m.row_weight])
+    expected = F.leaky_relu(ms_conv2d(*xs, *_weights(m), padding=1), 0.2)
+    grads_expected = torch.autograd.grad(expected.square().sum(), [*xs, m.weight, m.row_weight])
+    torch.testing.assert_close(fused, expected)
+    for a, b in zip(grads, grads_expected, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_side_leaky_relu_adds_channels_innermost_vectors():
+    g = torch.Generator().manual_seed(4)
+    out, rows, cols = torch.randn(2, 5, 6, 7, generator=g), torch.randn(2, 6, 5, generator=g), None
+    cols = torch.randn(2, 7, 5, generator=g)
+    expected = out.clone()
+    for n in range(2):
+        for c in range(5):
+            expected[n, c] += rows[n, :, c][:, None] + cols[n, :, c][None, :]
+    fused = side_leaky_relu(out, rows, cols, negative_slope=0.3)
+    torch.testing.assert_close(fused, F.leaky_relu(expected, 0.3))
+
+
+def test_a_compiler_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no C++ compiler\nsecond line")
+
+    monkeypatch.setattr(epilogue, "_compiled", broken)
+    monkeypatch.setattr(epilogue, "_failed", None)
+    x = torch.randn(1, 4, 5, 6)
+    rows, cols = torch.randn(1, 5, 4), torch.randn(1, 6, 4)
+    with pytest.warns(RuntimeWarning, match=r"could not be compiled \(RuntimeError: no C\+\+ compiler\)"):
+        y = side_leaky_relu(x, rows, cols, negative_slope=0.2)
+    expected = F.leaky_relu(x + rows.permute(0, 2, 1)[..., None] + cols.permute(0, 2, 1)[:, :, None, :], 0.2)
+    torch.testing.assert_close(y, expected)
+    assert epilogue._failed == "RuntimeError: no C++ compiler"
+    side_leaky_relu(x, rows, cols, negative_slope=0.2)  # later calls: eager, no second warning
+
+
+@pytest.mark.parametrize(("conditioning", "line_features"), [("msconv", 4), ("none", 0)])
+def test_unet_fused_epilogues_same_output_and_training_untouched(conditioning, line_features):
+    torch.manual_seed(5)
+    arch = {"base_width": 8, "depth": 2, "row_channels": 7, "col_channels": 5, "scalar_channels": 8}
+    net = UNet(**arch, conditioning=conditioning, line_features=line_features, noise_map=True).eval()
+    for p in net.parameters():  # zero-initialised head and line view: give every path a say
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.2)
+    fused = copy.deepcopy(net).fuse_epilogues()
+    assert fused.fused_epilogue and all(s.fused_epilogue for s in fused.encoders)
+    x = (torch.rand(2, 4, 24, 20), torch.randn(2, 7, 24), torch.randn(2, 5, 20), torch.randn(2, 8))
+    with torch.no_grad():
+        a, b = net(*x), fused(*x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert (a - x[0]).abs().mean() > 1e-2  # the network changed its input: the comparison means something
+    # with autograd the fused flag changes nothing: same values, same gradients
+    ga = torch.autograd.grad(net(*x).sum(), list(net.parameters()))
+    gb = torch.autograd.grad(fused(*x).sum(), list(fused.parameters()))
+    for u, v in zip(ga, gb, strict=True):
+        torch.testing.assert_close(u, v)
+    assert not copy.deepcopy(fused).fuse_epilogues(False).fused_epilogue
