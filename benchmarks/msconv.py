@@ -13,6 +13,7 @@ the image-only conv's, as a fraction of the output tensor's size.
 
     python benchmarks/msconv.py [--reps 15] [--warmup 3] [--quick] [--threads T] [--out FILE.json]
                                 [--epilogue] [--compile] [--channels-last] [--precision bf16]
+                                [--fused-epilogue]
 
 ``--epilogue`` ends every call with the UNet's LeakyReLU and ``--compile`` compiles every call:
 together they measure the side terms' add fused into the activation's pass by Inductor.
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from _quiet import quiet_stderr, quiet_warnings  # noqa: E402
 
-from isp.nn import MSConv2d, TileConcatConv2d  # noqa: E402
+from isp.nn import MSConv2d, TileConcatConv2d, ms_conv2d_leaky_relu, side_leaky_relu  # noqa: E402
 
 # name, C1, C_out, size, (C2, C3, C4)
 GRID = [
@@ -70,12 +71,15 @@ def make(
     compiled: bool = False,
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    fused: bool = False,
 ):
     """The four modules (same weights where they overlap) and their inputs, as calls.
 
     ``epilogue``: each call ends with the UNet's LeakyReLU(0.2); ``compiled``: each call is
     ``torch.compile``d (Inductor fuses the side terms' add with that activation);
-    ``channels_last``: images and modules in that layout; ``autocast_dtype``: each call under autocast.
+    ``channels_last``: images and modules in that layout; ``autocast_dtype``: each call under autocast;
+    ``fused``: every call ends with LeakyReLU(0.2) as a compiled kernel, MSConv2d's side terms added
+    in its pass (:func:`isp.nn.ms_conv2d_leaky_relu`; without autograd, so forward rows only).
     """
     torch.manual_seed(0)
     ch = (c1, *side)
@@ -98,6 +102,16 @@ def make(
         "msconv_full": lambda x, row, col, sc: act(full(x, row, col, sc)),
         "tile_concat": lambda x, row, col, sc: act(tile(x, row, col, sc)),
     }
+    if fused:
+        weights = (ms.weight, ms.row_weight, ms.col_weight, ms.scalar_weight, ms.bias)
+        fns = {
+            "limit": lambda x, row, col, sc: side_leaky_relu(limit(x), negative_slope=0.2),
+            "msconv": lambda x, row, col, sc: ms_conv2d_leaky_relu(
+                x, row, col, sc, *weights, negative_slope=0.2, padding=1
+            ),
+            "msconv_full": lambda x, row, col, sc: side_leaky_relu(full(x, row, col, sc), negative_slope=0.2),
+            "tile_concat": lambda x, row, col, sc: side_leaky_relu(tile(x, row, col, sc), negative_slope=0.2),
+        }
     if compiled:
         fns = {k: torch.compile(f) for k, f in fns.items()}
     if autocast_dtype is None:
@@ -171,6 +185,11 @@ def main() -> None:
     parser.add_argument("--epilogue", action="store_true", help="every call ends with LeakyReLU(0.2)")
     parser.add_argument("--compile", action="store_true", help="every call under torch.compile")
     parser.add_argument("--channels-last", action="store_true", help="images and modules channels-last")
+    parser.add_argument(
+        "--fused-epilogue",
+        action="store_true",
+        help="forward only: every call ends with a compiled LeakyReLU, MSConv2d's side terms in its pass",
+    )
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16: autocast")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/msconv.json"))
     args = parser.parse_args()
@@ -193,6 +212,7 @@ def main() -> None:
         "compiled": args.compile,
         "channels_last": args.channels_last,
         "precision": args.precision,
+        "fused_epilogue": args.fused_epilogue,
     }
     autocast_dtype = torch.bfloat16 if args.precision == "bf16" else None
     impls = (*IMPLS, "msconv_full") if args.with_full else IMPLS
@@ -203,6 +223,7 @@ def main() -> None:
     where = f"{torch.get_num_threads()} threads, CPU" if args.device == "cpu" else args.device
     how = ("compiled, " if args.compile else "") + ("+ LeakyReLU, " if args.epilogue else "")
     how += "channels_last, " if args.channels_last else ""
+    how += "fused LeakyReLU epilogue, " if args.fused_epilogue else ""
     dtype = "bf16 autocast" if autocast_dtype else "float32"
     print(f"torch {torch.__version__}, {_pages.pages()}, {where}, {how}batch {args.batch}, {dtype}")
     print(f"{'':47}| {'wall-clock medians':^30} | {'CPU-time medians':^12} | {'memory':>8}")
@@ -210,7 +231,7 @@ def main() -> None:
     print("-" * len(header))
     for name, c1, c_out, size, side in grid:
         out_bytes = args.batch * c_out * size * size * 4
-        for backward in (False, True):
+        for backward in (False,) if args.fused_epilogue else (False, True):
             if args.compile:  # fresh graphs per row and pass: one compile each (grad mode is a guard)
                 torch._dynamo.reset()
             calls = make(
@@ -224,6 +245,7 @@ def main() -> None:
                 args.compile,
                 args.channels_last,
                 autocast_dtype,
+                args.fused_epilogue,
             )
             times = {k: [] for k in impls}
             cpu = {k: [] for k in impls}

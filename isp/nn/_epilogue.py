@@ -9,9 +9,10 @@ for the blind one). Here the image convolution runs as usual, the side terms are
 Inductor-compiled pointwise kernel reads the output once: ``leaky_relu(out + rows + cols)``,
 computed in float32 and rounded once.
 
-The kernel is compiled on first use in a process (about 3 s with Inductor's on-disk cache warm,
-longer cold) and again once for dynamic shapes. Where compilation fails (no C++ compiler, an
-unsupported device) a warning says so once and the eager path runs instead.
+Each kernel (with row terms, column terms, both, neither) is compiled on first use in a process,
+for dynamic shapes (seconds; Inductor's on-disk cache shortens later processes' compiles). Where
+compilation fails (no C++ compiler, an unsupported device) a warning says so once and the eager
+path runs instead.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from isp.nn._validate import Geometry, conv2d
 
 __all__ = ["fused_side_leaky_relu", "side_vectors"]
 
-_compiled = None
+#: one compiled kernel per (rows given, cols given): each keeps its own few recompilations (thread
+#: counts, dtypes) within dynamo's limit of eight, past which it would silently run eager
+_compiled: dict[tuple[bool, bool], object] = {}
 _failed: str | None = None
 
 
@@ -48,12 +51,13 @@ def fused_side_leaky_relu(
     out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float
 ) -> Tensor:
     """:func:`_side_leaky_relu` as one compiled kernel (eager where compilation failed)."""
-    global _compiled, _failed
+    global _failed
     if _failed is None and not torch.compiler.is_compiling():
-        if _compiled is None:
-            _compiled = torch.compile(_side_leaky_relu, fullgraph=True)
+        key = (rows is not None, cols is not None)
+        if key not in _compiled:  # dynamic shapes from the start: one kernel for every layer's size
+            _compiled[key] = torch.compile(_side_leaky_relu, fullgraph=True, dynamic=True)
         try:
-            return _compiled(out, rows, cols, negative_slope)
+            return _compiled[key](out, rows, cols, negative_slope)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, say so once
             _failed = f"{type(err).__name__}: {err}".splitlines()[0]
             warnings.warn(

@@ -122,7 +122,7 @@ def test_compile_epilogues_writes_what_the_eager_net_writes(tiny_ckpt, inputs, t
     assert np.abs(fused.sensor.astype(np.int64) - noisy.sensor).mean() > 1  # the net did change the frame
     from isp.nn import _epilogue
 
-    assert _epilogue._compiled is not None and _epilogue._failed is None  # the compiled kernel ran
+    assert _epilogue._compiled and _epilogue._failed is None  # the compiled kernels ran
 
 
 def test_corrupt_and_unsupported_files_are_skipped(tiny_ckpt, inputs, tmp_path, capfd):

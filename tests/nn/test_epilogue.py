@@ -115,7 +115,7 @@ def test_a_compiler_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     def broken(*args):
         raise RuntimeError("no C++ compiler\nsecond line")
 
-    monkeypatch.setattr(epilogue, "_compiled", broken)
+    monkeypatch.setattr(epilogue, "_compiled", {(True, True): broken})
     monkeypatch.setattr(epilogue, "_failed", None)
     x = torch.randn(1, 4, 5, 6)
     rows, cols = torch.randn(1, 5, 4), torch.randn(1, 6, 4)
