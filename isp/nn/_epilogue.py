@@ -59,6 +59,7 @@ def fused_side_leaky_relu(
         try:
             return _compiled[key](out, rows, cols, negative_slope)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, say so once
+            result = _side_leaky_relu(out, rows, cols, negative_slope)  # the caller's own error raises here
             _failed = f"{type(err).__name__}: {err}".splitlines()[0]
             warnings.warn(
                 f"isp: the fused MSConv2d + LeakyReLU epilogue could not be compiled ({_failed}); "
@@ -66,6 +67,7 @@ def fused_side_leaky_relu(
                 RuntimeWarning,
                 stacklevel=2,
             )
+            return result
     return _side_leaky_relu(out, rows, cols, negative_slope)
 
 

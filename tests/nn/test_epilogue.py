@@ -148,3 +148,11 @@ def test_unet_fused_epilogues_same_output_and_training_untouched(conditioning, l
     for u, v in zip(ga, gb, strict=True):
         torch.testing.assert_close(u, v)
     assert not copy.deepcopy(fused).fuse_epilogues(False).fused_epilogue
+
+
+def test_bad_shapes_raise_and_leave_the_compiled_kernel_on():
+    out, rows = torch.randn(1, 4, 5, 6), torch.randn(1, 7, 4)  # 7 rows for a 5-row output
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        side_leaky_relu(out, rows, None, negative_slope=0.2)
+    assert epilogue._failed is None
+    torch.testing.assert_close(side_leaky_relu(out, negative_slope=0.2), F.leaky_relu(out, 0.2))
