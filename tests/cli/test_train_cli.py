@@ -89,6 +89,8 @@ def sid_root(sample_root, tmp_path_factory):
         ("sid_sony", []),
         # the real two-process run is test_ddp_two_cpu_processes_match_single_process
         ("ddp", ["--trainer.devices", "1", "--trainer.strategy", "auto"]),
+        # bf16 autocast (1.9x faster steps on a CPU with AMX tiles): MSConv2d's own backward under it
+        ("quickstart.yaml", ["--trainer.precision", "bf16-mixed"]),
     ],
 )
 def test_fast_dev_run_every_config(tmp_path, sample_root, sid_root, config, extra):
@@ -97,6 +99,7 @@ def test_fast_dev_run_every_config(tmp_path, sample_root, sid_root, config, extr
     cli = main(_args(tmp_path, config, root, "--trainer.fast_dev_run", "true", *cpu, *extra))
     metrics = cli.trainer.callback_metrics
     assert cli.trainer.global_step == 1
+    assert cli.trainer.precision == ("bf16-mixed" if "bf16-mixed" in extra else "32-true")
     assert torch.isfinite(metrics["train/loss"]) and torch.isfinite(metrics["val/raw_psnr"])
     assert cli.model.net.conditioning == "msconv" and cli.model.net.base_width == 4
 
