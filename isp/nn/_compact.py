@@ -104,10 +104,59 @@ def scalar_constant(
     return torch.addmm(bias, scalar, scalar_weight.t())
 
 
+def _bf16_channels_last(out: Tensor) -> bool:
+    """A CPU bf16 output in the channels-last layout (predict's tiles on a CPU with AMX)."""
+    return (
+        out.device.type == "cpu"
+        and out.dtype == torch.bfloat16
+        and out.dim() == 4
+        and out.shape[1] > 1
+        and out.stride(1) == 1
+    )
+
+
+def _add_by_gemm_(out, u_row, u_col, const, row_weight, col_weight) -> Tensor:
+    """``out += rows + cols`` as one accumulating batched matrix product (channels-last, bf16).
+
+    ``out`` viewed ``(N H, W, C)`` gets, for every sample ``n`` and row ``h``,
+    ``[1 | U_col[n]^T] (W, 1 + C3 kw) @ [rows[n, :, h]; W_col^T] (1 + C3 kw, C)``: oneDNN runs it
+    on the AMX unit, reading and writing the output once and rounding once, where aten's two bf16
+    broadcast adds convert element by element (one thread: 32 x 512², 1.8 ms against 5.0; batch 8
+    x 32 x 128², 1.0 against 3.1).
+    """
+    n, c, h, w = out.shape
+    dtype = out.dtype
+    rows = None
+    if u_row is not None:
+        rows = _matmul_add(row_weight, u_row, const)  # (N, C, H), the constant folded in
+    elif const is not None:
+        rows = const.expand(n, c)[:, :, None].expand(n, c, h)
+    left, right = [], []  # (N, W, k) and (N, H, k, C) factors
+    if rows is not None:
+        left.append(out.new_ones(1, 1, 1).expand(n, w, 1))
+        right.append(rows.to(dtype).transpose(1, 2)[:, :, None, :])
+    if u_col is not None:
+        left.append(u_col.to(dtype).transpose(1, 2))
+        right.append(col_weight.reshape(c, -1).t().to(dtype).expand(n, h, -1, -1))
+    a = left[0] if len(left) == 1 else torch.cat(left, 2)
+    b = right[0] if len(right) == 1 else torch.cat(right, 2)
+    k = a.shape[2]
+    if n == 1 or 4 * k > c:  # per sample, the left factor broadcast over the rows, not copied
+        for i in range(n):
+            out[i].permute(1, 2, 0).baddbmm_(a[i].expand(h, w, k), b[i].expand(h, k, c))
+    else:  # one call (1.0 ms against 1.4 for 8 x 32 x 128²), the left factor copied: k / c of out
+        view = out.permute(0, 2, 3, 1).view(n * h, w, c)  # channels-last: a view
+        a = a[:, None].expand(n, h, w, k).reshape(n * h, w, k)
+        view.baddbmm_(a, b.expand(n, h, k, c).reshape(n * h, k, c))
+    return out
+
+
 def _add_in_place(out, u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias) -> Tensor:
     """The side terms into ``out``, in place, without autograd (one pass over ``out``)."""
     # the per-channel constant (N, C_out) rides on the row vector, else on the column vector
     const = scalar_constant(scalar, scalar_weight, bias)
+    if (u_row is not None or u_col is not None) and _bf16_channels_last(out):
+        return _add_by_gemm_(out, u_row, u_col, const, row_weight, col_weight)
     rows = cols = None
     if u_row is not None:
         rows, const = _matmul_add(row_weight, u_row, const), None

@@ -525,6 +525,28 @@ def test_autocast(dtype, side_kernels):
     assert m.row_weight.grad is not None
 
 
+@pytest.mark.parametrize("n", [1, 2])  # one sample broadcasts its left factor; more copy it
+@pytest.mark.parametrize("ch", [(4, 2, 2, 2), (4, 3, 0, 2), (4, 0, 3, 0), (4, 0, 2, 3), (4, 2, 3, 0)])
+def test_bf16_channels_last_adds_the_side_terms_as_one_product(ch, n):
+    # a CPU bf16 channels-last output takes the side terms in one accumulating matrix product per
+    # sample (isp.nn._compact._add_by_gemm_); checked against float32 and the contiguous bf16 path
+    torch.manual_seed(1)
+    m = MSConv2d(ch, 16, 3, padding=1)
+    xs = sources(ch, n, 12, 10, torch.float32, seed=3)
+    xs = [x if x is None or i == 0 else 4 * x for i, x in enumerate(xs)]  # side terms weigh as much
+    with torch.no_grad():
+        ref = m(*xs)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cl = m(xs[0].contiguous(memory_format=torch.channels_last), *xs[1:])
+            plain = m(*xs)
+        sides_only = ref - F.conv2d(xs[0], m.weight, None, padding=1)
+    assert cl.dtype == torch.bfloat16 and cl.is_contiguous(memory_format=torch.channels_last)
+    scale = ref.abs().max()
+    assert sides_only.abs().max() > 0.3 * scale  # a dropped side term would show
+    assert (cl.float() - ref).abs().max() < 0.02 * scale
+    assert (cl.float() - plain.float()).abs().max() < 0.02 * scale
+
+
 def _module(ch, out, side_kernels):
     """A float32 3x3 module: compact (a fresh one) or full (from a tile-concat conv, zero padding)."""
     if side_kernels == "compact":
