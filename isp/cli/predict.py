@@ -19,7 +19,7 @@ threads (default: the free cores at the start); ``--parallel tiles`` runs that m
 with one torch thread each. On CUDA the net runs in
 ``channels_last`` under bf16 autocast (fp16 where bf16 is unsupported) unless ``--precision fp32``;
 tiles are ``channels_last`` on the CPU too (1.3x faster there), under bf16 autocast where the CPU
-has AMX tiles (:func:`isp.predict.cores.amx_bf16`; a 24-MP DNG 2x as fast end to end, the
+has AMX tiles (:func:`isp.predict.cores.amx_bf16`; a 24-MP DNG 2.5x as fast end to end, the
 development set within 0.01 dB of float32), else in float32.
 
 Exit status: 0 when every input was written; 1 when any input failed or was skipped (each is
@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
         help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; on the CPU bf16 where it "
-        "has AMX tiles (2x as fast end to end), else fp32)",
+        "has AMX tiles (2.5x as fast end to end), else fp32)",
     )
     p.add_argument(
         "--compile",
