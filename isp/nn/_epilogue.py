@@ -28,10 +28,38 @@ from isp.nn._validate import Geometry, conv2d
 
 __all__ = ["fused_side_leaky_relu", "side_vectors"]
 
-#: one compiled kernel per (rows given, cols given): each keeps its own few recompilations (thread
-#: counts, dtypes) within dynamo's limit of eight, past which it would silently run eager
+#: the compiled kernels, one per (rows given, cols given); dynamo keeps one cache of at most eight
+#: recompilations (dtypes, layouts, thread counts) per function's code, so each variant has its own
 _compiled: dict[tuple[bool, bool], object] = {}
-_failed: str | None = None
+#: variants that could not be compiled (or recompiled past dynamo's limit), with the reason
+_failed: dict[tuple[bool, bool], str] = {}
+
+
+def _act(out: Tensor, rows: None, cols: None, negative_slope: float) -> Tensor:
+    return F.leaky_relu(out.float(), negative_slope).to(out.dtype)
+
+
+def _rows_act(out: Tensor, rows: Tensor, cols: None, negative_slope: float) -> Tensor:
+    y = out.float() + rows.permute(0, 2, 1)[:, :, :, None]
+    return F.leaky_relu(y, negative_slope).to(out.dtype)
+
+
+def _cols_act(out: Tensor, rows: None, cols: Tensor, negative_slope: float) -> Tensor:
+    y = out.float() + cols.permute(0, 2, 1)[:, :, None, :]
+    return F.leaky_relu(y, negative_slope).to(out.dtype)
+
+
+def _rows_cols_act(out: Tensor, rows: Tensor, cols: Tensor, negative_slope: float) -> Tensor:
+    y = out.float() + rows.permute(0, 2, 1)[:, :, :, None] + cols.permute(0, 2, 1)[:, :, None, :]
+    return F.leaky_relu(y, negative_slope).to(out.dtype)
+
+
+_VARIANTS = {
+    (False, False): _act,
+    (True, False): _rows_act,
+    (False, True): _cols_act,
+    (True, True): _rows_cols_act,
+}
 
 
 def _side_leaky_relu(out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float) -> Tensor:
@@ -39,31 +67,25 @@ def _side_leaky_relu(out: Tensor, rows: Tensor | None, cols: Tensor | None, nega
 
     ``out (N, C, H, W)``, ``rows (N, H, C)``, ``cols (N, W, C)`` (either may be ``None``).
     """
-    y = out.float()
-    if rows is not None:
-        y = y + rows.permute(0, 2, 1)[:, :, :, None]
-    if cols is not None:
-        y = y + cols.permute(0, 2, 1)[:, :, None, :]
-    return F.leaky_relu(y, negative_slope).to(out.dtype)
+    return _VARIANTS[rows is not None, cols is not None](out, rows, cols, negative_slope)
 
 
 def fused_side_leaky_relu(
     out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float
 ) -> Tensor:
-    """:func:`_side_leaky_relu` as one compiled kernel (eager where compilation failed)."""
-    global _failed
-    if _failed is None and not torch.compiler.is_compiling():
-        key = (rows is not None, cols is not None)
+    """:func:`_side_leaky_relu` as one compiled kernel (eager where that variant failed to compile)."""
+    key = (rows is not None, cols is not None)
+    if key not in _failed and not torch.compiler.is_compiling():
         if key not in _compiled:  # dynamic shapes from the start: one kernel for every layer's size
-            _compiled[key] = torch.compile(_side_leaky_relu, fullgraph=True, dynamic=True)
+            _compiled[key] = torch.compile(_VARIANTS[key], fullgraph=True, dynamic=True)
         try:
             return _compiled[key](out, rows, cols, negative_slope)
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back, say so once
             result = _side_leaky_relu(out, rows, cols, negative_slope)  # the caller's own error raises here
-            _failed = f"{type(err).__name__}: {err}".splitlines()[0]
+            _failed[key] = f"{type(err).__name__}: {err}".splitlines()[0]
             warnings.warn(
-                f"isp: the fused MSConv2d + LeakyReLU epilogue could not be compiled ({_failed}); "
-                "running the eager ops instead",
+                f"isp: the fused MSConv2d + LeakyReLU epilogue {_VARIANTS[key].__name__} could not be "
+                f"compiled ({_failed[key]}); running the eager ops instead",
                 RuntimeWarning,
                 stacklevel=2,
             )

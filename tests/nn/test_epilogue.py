@@ -116,15 +116,20 @@ def test_a_compiler_failure_falls_back_to_eager_with_a_warning(monkeypatch):
         raise RuntimeError("no C++ compiler\nsecond line")
 
     monkeypatch.setattr(epilogue, "_compiled", {(True, True): broken})
-    monkeypatch.setattr(epilogue, "_failed", None)
+    monkeypatch.setattr(epilogue, "_failed", {})
     x = torch.randn(1, 4, 5, 6)
     rows, cols = torch.randn(1, 5, 4), torch.randn(1, 6, 4)
-    with pytest.warns(RuntimeWarning, match=r"could not be compiled \(RuntimeError: no C\+\+ compiler\)"):
+    with pytest.warns(
+        RuntimeWarning, match=r"_rows_cols_act could not be compiled \(RuntimeError: no C\+\+ compiler\)"
+    ):
         y = side_leaky_relu(x, rows, cols, negative_slope=0.2)
     expected = F.leaky_relu(x + rows.permute(0, 2, 1)[..., None] + cols.permute(0, 2, 1)[:, :, None, :], 0.2)
     torch.testing.assert_close(y, expected)
-    assert epilogue._failed == "RuntimeError: no C++ compiler"
+    assert epilogue._failed == {(True, True): "RuntimeError: no C++ compiler"}
     side_leaky_relu(x, rows, cols, negative_slope=0.2)  # later calls: eager, no second warning
+    y = side_leaky_relu(x, rows, None, negative_slope=0.2)  # the other variants still compile
+    torch.testing.assert_close(y, F.leaky_relu(x + rows.permute(0, 2, 1)[..., None], 0.2))
+    assert (True, False) not in epilogue._failed
 
 
 @pytest.mark.parametrize(("conditioning", "line_features"), [("msconv", 4), ("none", 0)])
@@ -152,7 +157,8 @@ def test_unet_fused_epilogues_same_output_and_training_untouched(conditioning, l
 
 def test_bad_shapes_raise_and_leave_the_compiled_kernel_on():
     out, rows = torch.randn(1, 4, 5, 6), torch.randn(1, 7, 4)  # 7 rows for a 5-row output
+    failed = dict(epilogue._failed)
     with pytest.raises(RuntimeError, match="size of tensor"):
         side_leaky_relu(out, rows, None, negative_slope=0.2)
-    assert epilogue._failed is None
+    assert epilogue._failed == failed  # not counted as a compiler failure
     torch.testing.assert_close(side_leaky_relu(out, negative_slope=0.2), F.leaky_relu(out, 0.2))
