@@ -547,6 +547,30 @@ def test_bf16_channels_last_adds_the_side_terms_as_one_product(ch, n):
     assert (cl.float() - plain.float()).abs().max() < 0.02 * scale
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("ch", [(4, 2, 2, 2), (4, 3, 0, 0), (4, 0, 2, 3)])
+def test_bf16_gradients_follow_float32(ch, channels_last):
+    # the backward's row and column sums of a CPU bf16 gradient are products with ones
+    # (isp.nn._compact._sums_by_gemm); every gradient within bf16 rounding of float32's
+    torch.manual_seed(2)
+    m = MSConv2d(ch, 16, 3, padding=1)
+    xs = sources(ch, 2, 12, 10, torch.float32, seed=4)
+    xs = [x if x is None or i == 0 else (4 * x).requires_grad_() for i, x in enumerate(xs)]
+    if channels_last:
+        xs[0] = xs[0].contiguous(memory_format=torch.channels_last)
+    wanted = [p for p in (m.row_weight, m.col_weight, m.scalar_weight, m.bias) if p is not None]
+    wanted += [x for x in xs[1:] if x is not None]
+    ref = torch.autograd.grad(m(*xs).square().sum(), wanted)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(*xs)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=layout)
+    got = torch.autograd.grad(out.float().square().sum(), wanted)
+    for a, b in zip(ref, got, strict=True):
+        assert b.dtype == torch.float32
+        assert (a - b).abs().max() < 0.02 * a.abs().max()
+
+
 def _module(ch, out, side_kernels):
     """A float32 3x3 module: compact (a fresh one) or full (from a tile-concat conv, zero padding)."""
     if side_kernels == "compact":
