@@ -299,3 +299,21 @@ def test_init_weights_adds_a_line_view_to_a_net_without_one(tmp_path):
     )
     with pytest.raises(ValueError, match="init_weights"):
         DenoiseModule(UNet(**arch), init_weights=str(start))
+
+
+def test_bf16_autocast_steps_run_the_image_channels_last():
+    # oneDNN's bf16 convolutions are slow in the contiguous layout: under CPU bf16 autocast
+    # (Lightning's bf16-mixed) the module hands the net a channels-last image; float32 keeps it as is
+    torch.manual_seed(0)
+    module = DenoiseModule(UNet(base_width=4, depth=2), num_previews=0)
+    item = TinyPairs(n=1)[0]
+    batch = {k: item[k][None] for k in ("image", "row", "col", "scalar")}
+    seen = []
+    module.net.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    full = module.denoise(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = module.denoise(batch)
+    assert seen == [False, True]
+    assert (low.float() - full).abs().max() < 0.05 * full.abs().max()
