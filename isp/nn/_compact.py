@@ -111,7 +111,7 @@ def _bf16_channels_last(out: Tensor) -> bool:
         and out.dtype == torch.bfloat16
         and out.dim() == 4
         and out.shape[1] > 1
-        and out.stride(1) == 1
+        and out.is_contiguous(memory_format=torch.channels_last)
     )
 
 
