@@ -3,7 +3,7 @@
     isp-denoise INPUT [INPUT ...] --out-dir DIR [--format dng|tiff|png] [--ckpt PATH]
                 [--tile 1024] [--overlap 192] [--device auto|cpu|cuda] [--overwrite]
                 [--threads N] [--parallel tiles|ops] [--precision auto|fp32|bf16|fp16]
-                [--compile [network|epilogues]] [--ensemble 1|2]
+                [--compile | --fuse-epilogues] [--ensemble 1|2]
 
 INPUT is a raw file or a folder (searched recursively for raw extensions). Each input becomes
 ``DIR/<stem>.<ext>``: by default a DNG holding the denoised mosaic in the input's sensor frame with
@@ -98,15 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="autocast dtype (auto: bf16 on CUDA, fp16 without bf16 support; on the CPU bf16 where it "
         "has AMX tiles (2.5x as fast end to end), else fp32)",
     )
-    p.add_argument(
-        "--compile",
-        nargs="?",
-        const="network",
-        default=None,
-        choices=["network", "epilogues"],
-        help="torch.compile the network (bare --compile; about half a minute per process first) or only "
-        "its LeakyReLU epilogues, MSConv2d's side terms in their pass (about 4 s first; then bf16 tiles "
-        "run 1.1-1.3x as fast: pays on folders)",
+    compile_group = p.add_mutually_exclusive_group()
+    compile_group.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (about 30 s per process first)"
+    )
+    compile_group.add_argument(
+        "--fuse-epilogues",
+        action="store_true",
+        help="compile only the LeakyReLU epilogues, MSConv2d's side terms in their pass (about 4 s per "
+        "process first; then bf16 tiles run 1.1-1.3x as fast: pays on folders)",
     )
     p.add_argument(
         "--ensemble",
@@ -265,18 +265,18 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, console: Con
     net = loaded.net.to(device)
     if plan["channels_last"]:
         net = net.to(memory_format=torch.channels_last)
-    if args.compile == "epilogues":
+    if args.fuse_epilogues:
         # compile in this process: Inductor's worker processes would count as other jobs' load for
         # the core governor, which would then run tiles on one thread (a folder of three 24-MP files:
         # 35.0 s against 30.3 s)
         import torch._inductor.config as inductor_config
 
         inductor_config.compile_threads = 1
-    if args.compile == "network":
+    if args.compile:
         net = torch.compile(net)
-    elif args.compile == "epilogues":
+    elif args.fuse_epilogues:
         if not hasattr(net, "fuse_epilogues"):
-            parser.error(f"--compile epilogues: {type(net).__name__} has no fuse_epilogues(); use --compile")
+            parser.error(f"--fuse-epilogues: {type(net).__name__} has no fuse_epilogues(); use --compile")
         net.fuse_epilogues()
     tile, overlap = args.tile // 2, args.overlap // 2  # packed pixels
     try:

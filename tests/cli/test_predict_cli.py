@@ -114,7 +114,7 @@ def test_compile_epilogues_writes_what_the_eager_net_writes(tiny_ckpt, inputs, t
     src = sorted(inputs.glob("*.dng"))[0]
     common = [src, "--ckpt", tiny_ckpt, "--threads", "1", "--precision", "fp32"]
     assert _run([*common, "--out-dir", tmp_path / "eager"], capfd)[0] == 0
-    code, err = _run([*common, "--out-dir", tmp_path / "fused", "--compile", "epilogues"], capfd)
+    code, err = _run([*common, "--out-dir", tmp_path / "fused", "--fuse-epilogues"], capfd)
     assert code == 0, err
     eager, fused, noisy = (read(d / src.name) for d in (tmp_path / "eager", tmp_path / "fused", src.parent))
     diff = np.abs(fused.sensor.astype(np.int64) - eager.sensor)  # DN: float rounding may flip one
