@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from _quiet import quiet_stderr, quiet_warnings  # noqa: E402
 
-from isp.nn import MSConv2d, TileConcatConv2d, ms_conv2d_leaky_relu, side_leaky_relu  # noqa: E402
+from isp.nn import MSConv2d, TileConcatConv2d, side_leaky_relu  # noqa: E402
 
 # name, C1, C_out, size, (C2, C3, C4)
 GRID = [
@@ -103,12 +103,9 @@ def make(
         "tile_concat": lambda x, row, col, sc: act(tile(x, row, col, sc)),
     }
     if fused:
-        weights = (ms.weight, ms.row_weight, ms.col_weight, ms.scalar_weight, ms.bias)
         fns = {
             "limit": lambda x, row, col, sc: side_leaky_relu(limit(x), negative_slope=0.2),
-            "msconv": lambda x, row, col, sc: ms_conv2d_leaky_relu(
-                x, row, col, sc, *weights, negative_slope=0.2, padding=1
-            ),
+            "msconv": lambda x, row, col, sc: ms.forward_leaky_relu(x, row, col, sc, 0.2),
             "msconv_full": lambda x, row, col, sc: side_leaky_relu(full(x, row, col, sc), negative_slope=0.2),
             "tile_concat": lambda x, row, col, sc: side_leaky_relu(tile(x, row, col, sc), negative_slope=0.2),
         }

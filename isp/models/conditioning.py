@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isp.nn import MSConv2d, TileConcatConv2d, ms_conv2d_leaky_relu, side_leaky_relu
+from isp.nn import MSConv2d, TileConcatConv2d, side_leaky_relu
 
 __all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
@@ -158,13 +158,7 @@ class ConditionedConv2d(nn.Module):
         """Convolve ``x`` with the side inputs; see the class docstring for shapes."""
         n = x.shape[0]
         if self.conditioning in ("msconv", "tile_concat", "msconv_film", "film_msconv"):
-            c2, c3, c4 = self.in_channels[1:]
-            h, w = x.shape[-2:]
-            # a missing side input is read as zeros (the layers themselves insist on every input)
-            row_ = (x.new_zeros(n, c2, h) if row is None else row) if c2 else None
-            col_ = (x.new_zeros(n, c3, w) if col is None else col) if c3 else None
-            scalar_ = (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None
-            y = self.conv(x, row_, col_, scalar_)
+            y = self.conv(x, *self._side_sources(x, row, col, scalar))
         else:
             y = self.conv(x)
         if self.film is None:
@@ -194,25 +188,22 @@ class ConditionedConv2d(nn.Module):
             return F.leaky_relu(self(x, row, col, scalar), negative_slope, inplace=True)
         if self.conditioning != "msconv":
             return side_leaky_relu(self(x, row, col, scalar), negative_slope=negative_slope)
+        return self.conv.forward_leaky_relu(x, *self._side_sources(x, row, col, scalar), negative_slope)
+
+    def _side_sources(
+        self, x: Tensor, row, col, scalar
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """The side inputs the wrapped layer takes.
+
+        A missing one is read as zeros (the layers themselves insist on every input), an absent
+        source (0 channels) is ``None``.
+        """
         c2, c3, c4 = self.in_channels[1:]
         n, h, w = x.shape[0], *x.shape[-2:]
-        m = self.conv
-        return ms_conv2d_leaky_relu(
-            x,
+        return (
             (x.new_zeros(n, c2, h) if row is None else row) if c2 else None,
             (x.new_zeros(n, c3, w) if col is None else col) if c3 else None,
             (x.new_zeros(n, c4) if scalar is None else scalar) if c4 else None,
-            m.weight,
-            m.row_weight,
-            m.col_weight,
-            m.scalar_weight,
-            m.bias,
-            negative_slope=negative_slope,
-            stride=m.stride,
-            padding=m.padding,
-            dilation=m.dilation,
-            groups=m.groups,
-            padding_mode=m.padding_mode,
         )
 
     def extra_repr(self) -> str:

@@ -24,6 +24,7 @@ __all__ = [
     "add_compact_side_terms",
     "blocked_conv_with_side_terms",
     "channels_like",
+    "folded_side_vectors",
     "scalar_constant",
     "unfold_1d",
     "use_blocked_conv",
@@ -209,22 +210,33 @@ def _add_functional(out, u_row, u_col, scalar, row_weight, col_weight, scalar_we
     LeakyReLU instead of 1.0x).
     """
     dtype = out.dtype
-    const = (scalar, scalar_weight, bias)
-    rows = cols = None
-    if u_row is not None:
-        rows = _fold_constant(u_row, row_weight.reshape(row_weight.shape[0], -1), *const)
-        if u_col is not None:
-            cols = _channels_last_matmul(col_weight.reshape(col_weight.shape[0], -1), u_col)
-    elif u_col is not None:
-        cols = _fold_constant(u_col, col_weight.reshape(col_weight.shape[0], -1), *const)
-    else:  # scalar and bias only
-        constant = scalar_constant(*const)
+    if u_row is None and u_col is None:  # scalar and bias only
+        constant = scalar_constant(scalar, scalar_weight, bias)
         return out if constant is None else out + constant[:, :, None, None].to(dtype)
+    rows, cols = folded_side_vectors(u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias)
     if rows is not None:
         out = out + rows[:, :, :, None].to(dtype)
     if cols is not None:
         out = out + cols[:, :, None, :].to(dtype)
     return out
+
+
+def folded_side_vectors(
+    u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias
+) -> tuple[Tensor | None, Tensor | None]:
+    """The row and column terms ``(N, C_out, H_out)``, ``(N, C_out, W_out)``, channels innermost in memory.
+
+    The per-channel constant (bias + scalar term) rides in the row (else the column) term's matrix
+    product as extra taps; at least one of ``u_row``, ``u_col`` is given.
+    """
+    const = (scalar, scalar_weight, bias)
+    if u_row is None:
+        return None, _fold_constant(u_col, col_weight.reshape(col_weight.shape[0], -1), *const)
+    rows = _fold_constant(u_row, row_weight.reshape(row_weight.shape[0], -1), *const)
+    cols = (
+        None if u_col is None else _channels_last_matmul(col_weight.reshape(col_weight.shape[0], -1), u_col)
+    )
+    return rows, cols
 
 
 def _channels_last_matmul(weight: Tensor, taps: Tensor) -> Tensor:

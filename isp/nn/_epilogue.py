@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from isp.nn._compact import scalar_constant, unfold_1d
+from isp.nn._compact import folded_side_vectors, unfold_1d
 from isp.nn._validate import Geometry, conv2d
 
 __all__ = ["fused_side_leaky_relu", "side_vectors"]
@@ -102,29 +102,23 @@ def side_vectors(
     scalar_weight: Tensor | None,
     bias: Tensor | None,
     geo: Geometry,
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+) -> tuple[Tensor | None, Tensor | None]:
     """The compact side terms as float32 ``rows (N, H_out, C_out)``, ``cols (N, W_out, C_out)``.
 
-    The per-channel constant (bias + scalar term) rides on ``rows``, else on ``cols``; without
-    either it comes back as the third value ``(N or 1, C_out)`` (else ``None``).
+    The per-channel constant (bias + scalar term) rides on ``rows``, else on ``cols``; at least
+    one of ``row``, ``col`` is given.
     """
     (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geo.kernel, geo.stride, geo.dilation, geo.pad
-    device = next(t.device for t in (row, col, scalar, bias) if t is not None)
-    with torch.autocast(device.type, enabled=False):
-        f = (None if t is None else t.float() for t in (scalar, scalar_weight, bias))
-        const = scalar_constant(*f)
-        rows = cols = None
-        if row is not None:
-            u = unfold_1d(row.float(), kh, sh, dh, pt, pb, geo.mode)
-            rows = u.transpose(1, 2) @ row_weight.float().reshape(row_weight.shape[0], -1).t()
-        if col is not None:
-            u = unfold_1d(col.float(), kw, sw, dw, pl, pr, geo.mode)
-            cols = u.transpose(1, 2) @ col_weight.float().reshape(col_weight.shape[0], -1).t()
-        if const is not None and rows is not None:
-            rows, const = rows + const[:, None, :], None
-        elif const is not None and cols is not None:
-            cols, const = cols + const[:, None, :], None
-    return rows, cols, const
+    f = [
+        None if t is None else t.float()
+        for t in (row, col, scalar, row_weight, col_weight, scalar_weight, bias)
+    ]
+    u_row = None if row is None else unfold_1d(f[0], kh, sh, dh, pt, pb, geo.mode)
+    u_col = None if col is None else unfold_1d(f[1], kw, sw, dw, pl, pr, geo.mode)
+    with torch.autocast(f[0].device.type if row is not None else f[1].device.type, enabled=False):
+        rows, cols = folded_side_vectors(u_row, u_col, *f[2:])
+    # (N, C_out, L) views of (N, L, C_out) memory: back to their contiguous layout
+    return tuple(None if v is None else v.transpose(1, 2) for v in (rows, cols))
 
 
 def conv_side_leaky_relu(
@@ -137,15 +131,8 @@ def conv_side_leaky_relu(
 ) -> Tensor:
     """``leaky_relu(conv(image) + side terms)``: the convolution eager, the rest in one fused pass.
 
-    ``sides``: ``(row, col, scalar, row_weight, col_weight, scalar_weight, bias)``, compact weights.
+    ``sides``: ``(row, col, scalar, row_weight, col_weight, scalar_weight, bias)``, compact weights,
+    a row or a column source among them.
     """
-    rows, cols, const = side_vectors(*sides, geo)
-    if rows is None and cols is None:  # scalars and bias only: a per-channel constant
-        if const is not None and const.shape[0] == 1:
-            out = conv2d(image, weight, const[0].to(weight.dtype), geo, groups)
-            return F.leaky_relu_(out, negative_slope)
-        out = conv2d(image, weight, None, geo, groups)
-        if const is not None:
-            out.add_(const[:, :, None, None].to(out.dtype))
-        return F.leaky_relu_(out, negative_slope)
+    rows, cols = side_vectors(*sides, geo)
     return fused_side_leaky_relu(conv2d(image, weight, None, geo, groups), rows, cols, negative_slope)

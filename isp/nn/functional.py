@@ -300,7 +300,7 @@ def ms_conv2d_leaky_relu(
     if (
         image is None
         or not compact
-        or (row is None and col is None and scalar is None)
+        or (row is None and col is None)  # scalars alone: ms_conv2d folds them into the conv's bias
         or torch.compiler.is_compiling()
         or _needs_grad((image, weight, *sides))
     ):

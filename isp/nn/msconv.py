@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from isp.nn._validate import conv_config, extra_repr
-from isp.nn.functional import ms_conv2d
+from isp.nn.functional import ms_conv2d, ms_conv2d_leaky_relu
 from isp.nn.tile_concat import TileConcatConv2d
 
 __all__ = ["MSConv2d"]
@@ -158,6 +158,37 @@ class MSConv2d(nn.Module):
             padding_mode=self.padding_mode,
             kernel_size=self.kernel_size,
             size=size,
+        )
+
+    def forward_leaky_relu(
+        self,
+        image: Tensor,
+        row: Tensor | None = None,
+        col: Tensor | None = None,
+        scalar: Tensor | None = None,
+        negative_slope: float = 0.01,
+    ) -> Tensor:
+        """``F.leaky_relu(self(image, row, col, scalar), negative_slope)``.
+
+        Without autograd the side terms are added in the activation's pass
+        (:func:`isp.nn.ms_conv2d_leaky_relu`).
+        """
+        return ms_conv2d_leaky_relu(
+            image,
+            row,
+            col,
+            scalar,
+            self.weight,
+            self.row_weight,
+            self.col_weight,
+            self.scalar_weight,
+            self.bias,
+            negative_slope=negative_slope,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
         )
 
     def extra_repr(self) -> str:

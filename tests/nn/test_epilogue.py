@@ -23,8 +23,8 @@ def _weights(m: MSConv2d):
     return m.weight, m.row_weight, m.col_weight, m.scalar_weight, m.bias
 
 
-def _tiled_reference(m: MSConv2d, xs, slope):
-    """LeakyReLU of nn.Conv2d over the side inputs broadcast into channels (built here)."""
+def _tiled_reference(m: MSConv2d, xs, slope, mode):
+    """LeakyReLU of ``nn.Conv2d`` over the side inputs broadcast into channels (built here)."""
     image, row, col, scalar = xs
     n, _, h, w = image.shape
     parts = [image]
@@ -34,7 +34,12 @@ def _tiled_reference(m: MSConv2d, xs, slope):
         parts.append(col[:, :, None, :].expand(-1, -1, h, -1))
     if scalar is not None:
         parts.append(scalar[:, :, None, None].expand(-1, -1, h, w))
-    return F.leaky_relu(m.to_tile_concat()(*xs), slope), torch.cat(parts, 1)
+    tile = m.to_tile_concat()  # the same function's weights over the concatenated channels
+    conv = torch.nn.Conv2d(tile.weight.shape[1], tile.weight.shape[0], 3, padding=1, padding_mode=mode)
+    with torch.no_grad():
+        conv.weight.copy_(tile.weight)
+        conv.bias.copy_(tile.bias)
+        return F.leaky_relu(conv(torch.cat(parts, 1)), slope)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -46,7 +51,7 @@ def test_fused_equals_conv_then_leaky_relu(mode, ch):
     with torch.no_grad():
         fused = ms_conv2d_leaky_relu(*xs, *_weights(m), negative_slope=0.2, padding=1, padding_mode=mode)
         two_steps = F.leaky_relu(m(*xs), 0.2)
-        tiled, _ = _tiled_reference(m, xs, 0.2)  # the tile-concat conv, an independent reference
+        tiled = _tiled_reference(m, xs, 0.2, mode)  # an nn.Conv2d over built channels
     torch.testing.assert_close(fused, two_steps, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fused, tiled, rtol=1e-4, atol=1e-4)
     assert (fused < 0).any() and (fused > 0).any()  # the activation's both sides were exercised
@@ -145,7 +150,10 @@ def test_unet_fused_epilogues_same_output_and_training_untouched(conditioning, l
     x = (torch.rand(2, 4, 24, 20), torch.randn(2, 7, 24), torch.randn(2, 5, 20), torch.randn(2, 8))
     with torch.no_grad():
         a, b = net(*x), fused(*x)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        exact = copy.deepcopy(net).double()(*(t.double() for t in x))
+    # float rounding only (outputs reach ~100 here): as close to float64 as the two steps are
+    err_steps, err_fused = ((y.double() - exact).abs().max().item() for y in (a, b))
+    assert err_fused <= 2 * err_steps + 1e-6 and err_fused < 1e-6 * exact.abs().max().item()
     assert (a - x[0]).abs().mean() > 1e-2  # the network changed its input: the comparison means something
     # with autograd the fused flag changes nothing: same values, same gradients
     ga = torch.autograd.grad(net(*x).sum(), list(net.parameters()))
