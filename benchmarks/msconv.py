@@ -102,12 +102,16 @@ def make(
         "msconv_full": lambda x, row, col, sc: act(full(x, row, col, sc)),
         "tile_concat": lambda x, row, col, sc: act(tile(x, row, col, sc)),
     }
-    if fused:
+    if fused:  # every conv output a fresh buffer: its activation in place
+
+        def act_(out):
+            return side_leaky_relu(out, negative_slope=0.2, inplace=True)
+
         fns = {
-            "limit": lambda x, row, col, sc: side_leaky_relu(limit(x), negative_slope=0.2),
+            "limit": lambda x, row, col, sc: act_(limit(x)),
             "msconv": lambda x, row, col, sc: ms.forward_leaky_relu(x, row, col, sc, 0.2),
-            "msconv_full": lambda x, row, col, sc: side_leaky_relu(full(x, row, col, sc), negative_slope=0.2),
-            "tile_concat": lambda x, row, col, sc: side_leaky_relu(tile(x, row, col, sc), negative_slope=0.2),
+            "msconv_full": lambda x, row, col, sc: act_(full(x, row, col, sc)),
+            "tile_concat": lambda x, row, col, sc: act_(tile(x, row, col, sc)),
         }
     if compiled:
         fns = {k: torch.compile(f) for k, f in fns.items()}

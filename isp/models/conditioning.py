@@ -187,7 +187,7 @@ class ConditionedConv2d(nn.Module):
         if not fused or torch.is_grad_enabled():
             return F.leaky_relu(self(x, row, col, scalar), negative_slope, inplace=True)
         if self.conditioning != "msconv":
-            return side_leaky_relu(self(x, row, col, scalar), negative_slope=negative_slope)
+            return side_leaky_relu(self(x, row, col, scalar), negative_slope=negative_slope, inplace=True)
         return self.conv.forward_leaky_relu(x, *self._side_sources(x, row, col, scalar), negative_slope)
 
     def _side_sources(

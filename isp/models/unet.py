@@ -93,7 +93,9 @@ class UNetStage(nn.Module):
         slope = self.act.negative_slope
         fused = self.fused_epilogue and not torch.is_grad_enabled()
         x = self.conv1.forward_leaky_relu(x, row, col, scalar, slope, fused=fused)
-        return side_leaky_relu(self.conv2(x), negative_slope=slope) if fused else self.act(self.conv2(x))
+        if fused:  # a fresh conv output: the kernel writes into it
+            return side_leaky_relu(self.conv2(x), negative_slope=slope, inplace=True)
+        return self.act(self.conv2(x))
 
 
 def pad_to_multiple(

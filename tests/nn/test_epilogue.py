@@ -104,37 +104,63 @@ def test_autograd_takes_the_two_steps_and_their_gradients():
         torch.testing.assert_close(a, b)
 
 
-def test_side_leaky_relu_adds_channels_innermost_vectors():
-    g = torch.Generator().manual_seed(4)
-    out, rows, cols = torch.randn(2, 5, 6, 7, generator=g), torch.randn(2, 6, 5, generator=g), None
-    cols = torch.randn(2, 7, 5, generator=g)
+def _loop_reference(out, rows, cols, slope):
     expected = out.clone()
-    for n in range(2):
-        for c in range(5):
-            expected[n, c] += rows[n, :, c][:, None] + cols[n, :, c][None, :]
-    fused = side_leaky_relu(out, rows, cols, negative_slope=0.3)
-    torch.testing.assert_close(fused, F.leaky_relu(expected, 0.3))
+    for n in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            expected[n, c] += rows[n, c][:, None] + cols[n, c][None, :]
+    return F.leaky_relu(expected, slope)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_side_leaky_relu_adds_row_and_column_vectors(channels_last):
+    g = torch.Generator().manual_seed(4)
+    out, rows, cols = (torch.randn(s, generator=g) for s in ((2, 5, 6, 7), (2, 5, 6), (2, 5, 7)))
+    expected = _loop_reference(out, rows, cols, 0.3)
+    if channels_last:
+        out = out.contiguous(memory_format=torch.channels_last)
+    laid_out = epilogue.vectors_like(out, rows, cols)
+    assert all(v.stride(1) == (1 if channels_last else v.shape[2]) for v in laid_out)  # as out streams
+    for r, c in ((rows, cols), laid_out):
+        torch.testing.assert_close(side_leaky_relu(out, r, c, negative_slope=0.3), expected)
+    before = out.clone()
+    y = side_leaky_relu(out, *laid_out, negative_slope=0.3)
+    torch.testing.assert_close(out, before)  # out of place by default: the input is kept
+    y = side_leaky_relu(out, *laid_out, negative_slope=0.3, inplace=True)
+    assert y is out and y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.testing.assert_close(out, expected)
+
+
+def test_side_leaky_relu_under_autograd_runs_differentiable_ops():
+    g = torch.Generator().manual_seed(6)
+    out, rows, cols = (torch.randn(s, generator=g, requires_grad=True) for s in ((1, 3, 4, 5), (1, 3, 4), (1, 3, 5)))
+    y = side_leaky_relu(out, rows, cols, negative_slope=0.1)
+    grads = torch.autograd.grad(y.square().sum(), [out, rows, cols])
+    ref = _loop_reference(out, rows, cols, 0.1)
+    expected = torch.autograd.grad(ref.square().sum(), [out, rows, cols])
+    for a, b in zip(grads, expected, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_a_compiler_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     def broken(*args):
         raise RuntimeError("no C++ compiler\nsecond line")
 
-    monkeypatch.setattr(epilogue, "_compiled", {(True, True): broken})
+    monkeypatch.setattr(epilogue, "_compiled", {"_rows_cols_act": broken})
     monkeypatch.setattr(epilogue, "_failed", {})
     x = torch.randn(1, 4, 5, 6)
-    rows, cols = torch.randn(1, 5, 4), torch.randn(1, 6, 4)
+    rows, cols = torch.randn(1, 4, 5), torch.randn(1, 4, 6)
     with pytest.warns(
         RuntimeWarning, match=r"_rows_cols_act could not be compiled \(RuntimeError: no C\+\+ compiler\)"
     ):
         y = side_leaky_relu(x, rows, cols, negative_slope=0.2)
-    expected = F.leaky_relu(x + rows.permute(0, 2, 1)[..., None] + cols.permute(0, 2, 1)[:, :, None, :], 0.2)
+    expected = F.leaky_relu(x + rows[..., None] + cols[:, :, None, :], 0.2)
     torch.testing.assert_close(y, expected)
-    assert epilogue._failed == {(True, True): "RuntimeError: no C++ compiler"}
+    assert epilogue._failed == {"_rows_cols_act": "RuntimeError: no C++ compiler"}
     side_leaky_relu(x, rows, cols, negative_slope=0.2)  # later calls: eager, no second warning
     y = side_leaky_relu(x, rows, None, negative_slope=0.2)  # the other variants still compile
-    torch.testing.assert_close(y, F.leaky_relu(x + rows.permute(0, 2, 1)[..., None], 0.2))
-    assert (True, False) not in epilogue._failed
+    torch.testing.assert_close(y, F.leaky_relu(x + rows[..., None], 0.2))
+    assert "_rows_act" in epilogue._compiled and "_rows_act" not in epilogue._failed
 
 
 @pytest.mark.parametrize(("conditioning", "line_features"), [("msconv", 4), ("none", 0)])
@@ -164,7 +190,7 @@ def test_unet_fused_epilogues_same_output_and_training_untouched(conditioning, l
 
 
 def test_bad_shapes_raise_and_leave_the_compiled_kernel_on():
-    out, rows = torch.randn(1, 4, 5, 6), torch.randn(1, 7, 4)  # 7 rows for a 5-row output
+    out, rows = torch.randn(1, 4, 5, 6), torch.randn(1, 4, 7)  # 7 rows for a 5-row output
     failed = dict(epilogue._failed)
     with pytest.raises(RuntimeError, match="size of tensor"):
         side_leaky_relu(out, rows, None, negative_slope=0.2)
