@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from _quiet import quiet_stderr, quiet_warnings  # noqa: E402
 
 from isp.nn import MSConv2d, TileConcatConv2d, side_leaky_relu  # noqa: E402
+from isp.nn._epilogue import in_place_pays  # noqa: E402
 
 # name, C1, C_out, size, (C2, C3, C4)
 GRID = [
@@ -105,7 +106,7 @@ def make(
     if fused:  # every conv output a fresh buffer: its activation in place
 
         def act_(out):
-            return side_leaky_relu(out, negative_slope=0.2, inplace=True)
+            return side_leaky_relu(out, negative_slope=0.2, inplace=in_place_pays(out))
 
         fns = {
             "limit": lambda x, row, col, sc: act_(limit(x)),

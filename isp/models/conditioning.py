@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from isp.nn import MSConv2d, TileConcatConv2d, side_leaky_relu
+from isp.nn._epilogue import in_place_pays
 
 __all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
@@ -187,7 +188,8 @@ class ConditionedConv2d(nn.Module):
         if not fused or torch.is_grad_enabled():
             return F.leaky_relu(self(x, row, col, scalar), negative_slope, inplace=True)
         if self.conditioning != "msconv":
-            return side_leaky_relu(self(x, row, col, scalar), negative_slope=negative_slope, inplace=True)
+            y = self(x, row, col, scalar)  # a fresh output: written in place where that is faster
+            return side_leaky_relu(y, negative_slope=negative_slope, inplace=in_place_pays(y))
         return self.conv.forward_leaky_relu(x, *self._side_sources(x, row, col, scalar), negative_slope)
 
     def _side_sources(

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from isp.models.conditioning import CONDITIONING, PADDING_MODES, ConditionedConv2d, Conditioning, PaddingMode
 from isp.nn import side_leaky_relu
+from isp.nn._epilogue import in_place_pays
 
 __all__ = ["UNet", "UNetStage", "count_parameters", "pad_to_multiple"]
 
@@ -93,8 +94,9 @@ class UNetStage(nn.Module):
         slope = self.act.negative_slope
         fused = self.fused_epilogue and not torch.is_grad_enabled()
         x = self.conv1.forward_leaky_relu(x, row, col, scalar, slope, fused=fused)
-        if fused:  # a fresh conv output: the kernel writes into it
-            return side_leaky_relu(self.conv2(x), negative_slope=slope, inplace=True)
+        if fused:
+            y = self.conv2(x)  # a fresh output: written in place where that is faster
+            return side_leaky_relu(y, negative_slope=slope, inplace=in_place_pays(y))
         return self.act(self.conv2(x))
 
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from isp.nn._compact import folded_side_vectors, unfold_1d
 from isp.nn._validate import Geometry, conv2d
 
-__all__ = ["conv_side_leaky_relu", "fused_side_leaky_relu", "vectors_like"]
+__all__ = ["conv_side_leaky_relu", "fused_side_leaky_relu", "in_place_pays", "vectors_like"]
 
 #: the compiled kernels by function name; dynamo keeps one cache of at most eight recompilations
 #: (dtypes, layouts, thread counts) per function's code, so each variant is its own function
@@ -57,8 +57,7 @@ def _rows_cols_act(out: Tensor, rows: Tensor, cols: Tensor, negative_slope: floa
     return F.leaky_relu(y, negative_slope).to(out.dtype)
 
 
-# in place: the kernel writes where it reads (a conv output nobody else holds); measured one
-# thread, 8 x 32 x 96² float32: 0.69 ms against 0.89 into a new buffer
+# in place: the kernel writes where it reads (a conv output nobody else holds); see in_place_pays
 def _act_(out: Tensor, rows: None, cols: None, negative_slope: float) -> Tensor:
     return out.copy_(F.leaky_relu(_acc(out), negative_slope))
 
@@ -132,16 +131,30 @@ def fused_side_leaky_relu(
     return out if inplace else y  # the compiled in-place kernel returns an alias, not ``out`` itself
 
 
+def in_place_pays(out: Tensor) -> bool:
+    """Whether the kernel is faster writing into ``out`` (a fresh conv output) than into a new buffer.
+
+    Measured one thread, ``python benchmarks/msconv.py --fused-epilogue`` and a one-off script over
+    fresh buffers: float32 in place 4.9 against 10.2 ms (8 x 32 x 256²) and MSConv2d's input
+    rows 25.7-26.4 against 29.0-29.8 ms; bf16 channels-last the reverse (13.0 against 5.8 ms; the
+    input rows 18.5-21.1 against 13.7-14.7).
+    """
+    return out.dtype in (torch.float32, torch.float64)
+
+
 def vectors_like(out: Tensor, *vectors: Tensor | None) -> tuple[Tensor | None, ...]:
-    """``(N, C, L)`` vectors in the memory layout ``out``'s kernel streams: ``(N, L, C)`` memory
-    for a channels-last ``out`` (channels innermost), contiguous otherwise (a channels-innermost
-    column vector made the float32 kernel gather along the rows: 2.1x aten's ``leaky_relu_``).
+    """``(N, C, L)`` vectors in the memory layout ``out``'s kernel streams.
+
+    ``(N, L, C)`` memory (channels innermost) for a channels-last ``out``, contiguous otherwise: a
+    channels-innermost column vector made the float32 kernel gather along the rows (2.1x aten's
+    ``leaky_relu_``, 8 x 32 x 96², one thread).
     """
     channels_last = out.dim() == 4 and out.stride(1) == 1 and out.shape[1] > 1
-    return tuple(
-        None if v is None else v.transpose(1, 2).contiguous().transpose(1, 2) if channels_last else v.contiguous()
-        for v in vectors
-    )
+
+    def laid_out(v: Tensor) -> Tensor:
+        return v.transpose(1, 2).contiguous().transpose(1, 2) if channels_last else v.contiguous()
+
+    return tuple(None if v is None else laid_out(v) for v in vectors)
 
 
 def _side_vectors(u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias):
@@ -169,7 +182,8 @@ def conv_side_leaky_relu(
     """``leaky_relu(conv(image) + side terms)``: the convolution eager, the rest in one fused pass.
 
     ``sides``: ``(row, col, scalar, row_weight, col_weight, scalar_weight, bias)``, compact weights,
-    a row or a column source among them. Without autograd: the kernel writes into the conv's output.
+    a row or a column source among them. Without autograd; the kernel writes into the conv's
+    output where that is faster (:func:`in_place_pays`).
     """
     row, col, *rest = sides
     (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geo.kernel, geo.stride, geo.dilation, geo.pad
@@ -177,4 +191,4 @@ def conv_side_leaky_relu(
     u_col = None if col is None else unfold_1d(col, kw, sw, dw, pl, pr, geo.mode)
     out = conv2d(image, weight, None, geo, groups)
     rows, cols = vectors_like(out, *_side_vectors(u_row, u_col, *rest))
-    return fused_side_leaky_relu(out, rows, cols, negative_slope, inplace=True)
+    return fused_side_leaky_relu(out, rows, cols, negative_slope, inplace=in_place_pays(out))

@@ -122,7 +122,7 @@ def test_compile_epilogues_writes_what_the_eager_net_writes(tiny_ckpt, inputs, t
     assert np.abs(fused.sensor.astype(np.int64) - noisy.sensor).mean() > 1  # the net did change the frame
     from isp.nn import _epilogue
 
-    used = {"_rows_cols_act_", "_act_"}  # MSConv2d's rows and columns; the plain convs (both in place)
+    used = {"_rows_cols_act_", "_act_"}  # MSConv2d's rows and columns; the plain convs (float32: in place)
     assert used <= set(_epilogue._compiled) and not used & set(_epilogue._failed)  # compiled, ran
 
 

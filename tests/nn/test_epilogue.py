@@ -127,13 +127,15 @@ def test_side_leaky_relu_adds_row_and_column_vectors(channels_last):
     y = side_leaky_relu(out, *laid_out, negative_slope=0.3)
     torch.testing.assert_close(out, before)  # out of place by default: the input is kept
     y = side_leaky_relu(out, *laid_out, negative_slope=0.3, inplace=True)
-    assert y is out and y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert y is out and y.is_contiguous(memory_format=layout)
     torch.testing.assert_close(out, expected)
 
 
 def test_side_leaky_relu_under_autograd_runs_differentiable_ops():
     g = torch.Generator().manual_seed(6)
-    out, rows, cols = (torch.randn(s, generator=g, requires_grad=True) for s in ((1, 3, 4, 5), (1, 3, 4), (1, 3, 5)))
+    shapes = ((1, 3, 4, 5), (1, 3, 4), (1, 3, 5))
+    out, rows, cols = (torch.randn(s, generator=g, requires_grad=True) for s in shapes)
     y = side_leaky_relu(out, rows, cols, negative_slope=0.1)
     grads = torch.autograd.grad(y.square().sum(), [out, rows, cols])
     ref = _loop_reference(out, rows, cols, 0.1)
