@@ -103,7 +103,7 @@ def make(
         "msconv_full": lambda x, row, col, sc: act(full(x, row, col, sc)),
         "tile_concat": lambda x, row, col, sc: act(tile(x, row, col, sc)),
     }
-    if fused:  # every conv output a fresh buffer: its activation in place
+    if fused:  # every conv output a fresh buffer: its activation in place where that is faster
 
         def act_(out):
             return side_leaky_relu(out, negative_slope=0.2, inplace=in_place_pays(out))

@@ -111,7 +111,7 @@ def _compiled_call(fn, *args):
 def _side_leaky_relu(
     out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float, inplace: bool = False
 ) -> Tensor:
-    """``leaky_relu(out + rows + cols)`` in float32, rounded once to ``out``'s dtype (eager).
+    """``leaky_relu(out + rows + cols)`` in float32 (float64 for float64), rounded once to ``out``'s dtype.
 
     ``out (N, C, H, W)``, ``rows (N, C, H)``, ``cols (N, C, W)`` (either may be ``None``).
     """

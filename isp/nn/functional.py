@@ -276,11 +276,12 @@ def ms_conv2d_leaky_relu(
     """``leaky_relu(ms_conv2d(...), negative_slope)`` with the side terms added in the activation's pass.
 
     Without autograd and with compact side weights, the image convolution runs as usual and one
-    compiled pointwise kernel adds the row, column and scalar terms and applies the activation
-    in place, in float32, rounded once (:mod:`isp.nn._epilogue`; compiled on first use, eager
-    where compilation fails). Otherwise (autograd, full side weights, scalars alone, inside
-    ``torch.compile``, which fuses the same ops itself) it is :func:`ms_conv2d` followed by
-    ``F.leaky_relu``. Arguments as :func:`ms_conv2d`'s, ``image`` and ``weight`` required.
+    compiled pointwise kernel adds the row, column and scalar terms and applies the activation,
+    in float32, rounded once, writing into the convolution's output where that is faster
+    (float32; :mod:`isp.nn._epilogue`; compiled on first use, eager where compilation fails).
+    Otherwise (autograd, full side weights, scalars alone, inside ``torch.compile``, which fuses
+    the same ops itself) it is :func:`ms_conv2d` followed by ``F.leaky_relu``. Arguments as
+    :func:`ms_conv2d`'s, ``image`` and ``weight`` required.
 
     Example:
         >>> image, row, col = torch.randn(1, 4, 8, 8), torch.randn(1, 2, 8), torch.randn(1, 2, 8)

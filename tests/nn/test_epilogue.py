@@ -71,6 +71,19 @@ def test_fused_with_stride_dilation_and_channels_last():
     assert fused.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_float64_stays_float64():
+    # the side vectors and the kernel's sum keep float64 (a float32 detour would cost ~1e-7)
+    torch.manual_seed(7)
+    ch = (3, 2, 2, 1)
+    m = MSConv2d(ch, 6, 3, padding=1).double()
+    xs = [None if x is None else x.double() for x in _sources(ch)]
+    with torch.no_grad():
+        fused = ms_conv2d_leaky_relu(*xs, *_weights(m), negative_slope=0.2, padding=1)
+        two_steps = F.leaky_relu(m(*xs), 0.2)
+    assert fused.dtype == torch.float64
+    torch.testing.assert_close(fused, two_steps, rtol=1e-12, atol=1e-12)
+
+
 def test_bf16_fused_rounds_once():
     # under bf16 autocast the fused kernel adds in float32 and rounds once; the two steps round the
     # conv output, the sum and the activation each to bf16: further from the float32 result
