@@ -145,6 +145,20 @@ def test_side_leaky_relu_adds_row_and_column_vectors(channels_last):
     torch.testing.assert_close(out, expected)
 
 
+def test_side_leaky_relu_in_place_on_a_strided_view_writes_only_the_view():
+    g = torch.Generator().manual_seed(8)
+    big = torch.randn(2, 3, 8, 9, generator=g)
+    before = big.clone()
+    rows, cols = torch.randn(2, 3, 6, generator=g), torch.randn(2, 3, 5, generator=g)
+    view = big[:, :, 1:-1, ::2]
+    y = side_leaky_relu(view, rows, cols, negative_slope=0.2, inplace=True)
+    assert y is view
+    torch.testing.assert_close(view, _loop_reference(before[:, :, 1:-1, ::2], rows, cols, 0.2))
+    untouched = torch.ones_like(big, dtype=torch.bool)
+    untouched[:, :, 1:-1, ::2] = False
+    assert torch.equal(big[untouched], before[untouched])
+
+
 def test_side_leaky_relu_under_autograd_runs_differentiable_ops():
     g = torch.Generator().manual_seed(6)
     shapes = ((1, 3, 4, 5), (1, 3, 4), (1, 3, 5))
