@@ -195,11 +195,24 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_raises():
             return _run(parser, args, console)
     except KeyboardInterrupt:
+        _remove_own_temporaries(args.out_dir)
         console.print("[red]interrupted[/] (SIGINT): stopped; finished outputs kept, no partial file left")
         return 130
     except Terminated:
+        _remove_own_temporaries(args.out_dir)
         console.print("[red]terminated[/] (SIGTERM): stopped; finished outputs kept, no partial file left")
         return 143
+
+
+def _remove_own_temporaries(out_dir: Path) -> None:
+    """This run's temporary files, after a signal: one can land before a writer's cleanup is armed.
+
+    ``atomic_output`` removes its temporary file when the block raises, but a signal between the
+    file's creation and the ``try`` (or inside the ``finally``, before the unlink) left it behind
+    (seen once in the SIGTERM test: ``.f01.dng.isp-<pid>-<random>.tmp``).
+    """
+    with contextlib.suppress(OSError):
+        remove_stale_temporaries(out_dir)  # ours (this pid) and dead runs'; live runs' are kept
 
 
 def execution_plan(

@@ -113,6 +113,28 @@ def test_a_failed_write_names_the_output_and_the_cause(tiny_ckpt, inputs, tmp_pa
 # -- signals: one line, 130/143, no temporary files; stale ones of ours removed later (item 7) -------
 
 
+@pytest.mark.parametrize(("signal_error", "code"), [(predict.Terminated, 143), (KeyboardInterrupt, 130)])
+def test_a_signal_before_the_writer_cleans_up_leaves_no_temporary(
+    monkeypatch, inputs, tmp_path, capfd, signal_error, code
+):
+    # the signal lands after atomic_output created its file and before its cleanup is armed
+    out = tmp_path / "out"
+    out.mkdir()
+    other = out / "notes.tmp"  # not ours: kept
+    other.write_text("x")
+
+    def interrupted_run(parser, args, console):
+        import tempfile
+
+        os.close(tempfile.mkstemp(prefix=f".f01.dng.isp-{os.getpid()}-", suffix=".tmp", dir=out)[0])
+        raise signal_error
+
+    monkeypatch.setattr(predict, "_run", interrupted_run)
+    src = sorted(inputs.glob("*.dng"))[0]
+    assert _run([src, "--out-dir", out], capfd)[0] == code
+    assert sorted(p.name for p in out.iterdir()) == ["notes.tmp"]
+
+
 def test_sigterm_exits_143_with_one_line_and_no_temporaries(tiny_ckpt, inputs, tmp_path):
     many = tmp_path / "many"
     many.mkdir()
