@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from _quiet import quiet_stderr, quiet_warnings  # noqa: E402
 
-from isp.nn import MSConv2d, TileConcatConv2d, side_leaky_relu  # noqa: E402
-from isp.nn._epilogue import in_place_pays  # noqa: E402
+from isp.nn import MSConv2d, TileConcatConv2d  # noqa: E402
+from isp.nn._epilogue import fresh_side_leaky_relu  # noqa: E402
 
 # name, C1, C_out, size, (C2, C3, C4)
 GRID = [
@@ -106,7 +106,7 @@ def make(
     if fused:  # every conv output a fresh buffer: its activation in place where that is faster
 
         def act_(out):
-            return side_leaky_relu(out, negative_slope=0.2, inplace=in_place_pays(out))
+            return fresh_side_leaky_relu(out, None, None, 0.2)
 
         fns = {
             "limit": lambda x, row, col, sc: act_(limit(x)),

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from isp.nn import MSConv2d, TileConcatConv2d, side_leaky_relu
-from isp.nn._epilogue import in_place_pays
+from isp.nn import MSConv2d, TileConcatConv2d
+from isp.nn._epilogue import fresh_side_leaky_relu
 
 __all__ = ["CONDITIONING", "PADDING_MODES", "Conditioning", "ConditionedConv2d", "PaddingMode", "film_vector"]
 
@@ -188,8 +188,7 @@ class ConditionedConv2d(nn.Module):
         if not fused or torch.is_grad_enabled():
             return F.leaky_relu(self(x, row, col, scalar), negative_slope, inplace=True)
         if self.conditioning != "msconv":
-            y = self(x, row, col, scalar)  # a fresh output: written in place where that is faster
-            return side_leaky_relu(y, negative_slope=negative_slope, inplace=in_place_pays(y))
+            return fresh_side_leaky_relu(self(x, row, col, scalar), None, None, negative_slope)
         return self.conv.forward_leaky_relu(x, *self._side_sources(x, row, col, scalar), negative_slope)
 
     def _side_sources(

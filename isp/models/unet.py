@@ -28,8 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from isp.models.conditioning import CONDITIONING, PADDING_MODES, ConditionedConv2d, Conditioning, PaddingMode
-from isp.nn import side_leaky_relu
-from isp.nn._epilogue import in_place_pays
+from isp.nn._epilogue import fresh_side_leaky_relu
 
 __all__ = ["UNet", "UNetStage", "count_parameters", "pad_to_multiple"]
 
@@ -95,8 +94,7 @@ class UNetStage(nn.Module):
         fused = self.fused_epilogue and not torch.is_grad_enabled()
         x = self.conv1.forward_leaky_relu(x, row, col, scalar, slope, fused=fused)
         if fused:
-            y = self.conv2(x)  # a fresh output: written in place where that is faster
-            return side_leaky_relu(y, negative_slope=slope, inplace=in_place_pays(y))
+            return fresh_side_leaky_relu(self.conv2(x), None, None, slope)
         return self.act(self.conv2(x))
 
 

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from isp.nn._compact import folded_side_vectors, unfold_1d
+from isp.nn._compact import channels_like, folded_side_vectors, unfold_1d
 from isp.nn._validate import Geometry, conv2d
 
-__all__ = ["conv_side_leaky_relu", "fused_side_leaky_relu", "in_place_pays", "vectors_like"]
+__all__ = ["conv_side_leaky_relu", "fresh_side_leaky_relu", "fused_side_leaky_relu"]
 
 #: the compiled kernels by function name; dynamo keeps one cache of at most eight recompilations
 #: (dtypes, layouts, thread counts) per function's code, so each variant is its own function
@@ -57,7 +57,7 @@ def _rows_cols_act(out: Tensor, rows: Tensor, cols: Tensor, negative_slope: floa
     return F.leaky_relu(y, negative_slope).to(out.dtype)
 
 
-# in place: the kernel writes where it reads (a conv output nobody else holds); see in_place_pays
+# in place: the kernel writes where it reads (a conv output nobody else holds); see _in_place_pays
 def _act_(out: Tensor, rows: None, cols: None, negative_slope: float) -> Tensor:
     return out.copy_(F.leaky_relu(_acc(out), negative_slope))
 
@@ -124,14 +124,14 @@ def fused_side_leaky_relu(
     """:func:`_side_leaky_relu` as one compiled kernel (eager where that variant failed to compile).
 
     The vectors are read fastest laid out as ``out`` runs: channels innermost for a channels-last
-    ``out`` (:func:`vectors_like`).
+    ``out`` (:func:`isp.nn._compact.channels_like`).
     """
     kernel = _VARIANTS[rows is not None, cols is not None, inplace]
     y = _compiled_call(kernel, out, rows, cols, negative_slope)
     return out if inplace else y  # the compiled in-place kernel returns an alias, not ``out`` itself
 
 
-def in_place_pays(out: Tensor) -> bool:
+def _in_place_pays(out: Tensor) -> bool:
     """Whether the kernel is faster writing into ``out`` (a fresh conv output) than into a new buffer.
 
     Measured one thread, ``python benchmarks/msconv.py --fused-epilogue`` and a one-off script over
@@ -142,19 +142,15 @@ def in_place_pays(out: Tensor) -> bool:
     return out.dtype in (torch.float32, torch.float64)
 
 
-def vectors_like(out: Tensor, *vectors: Tensor | None) -> tuple[Tensor | None, ...]:
-    """``(N, C, L)`` vectors in the memory layout ``out``'s kernel streams.
+def fresh_side_leaky_relu(
+    out: Tensor, rows: Tensor | None, cols: Tensor | None, negative_slope: float
+) -> Tensor:
+    """:func:`fused_side_leaky_relu` of a fresh conv output nobody else holds: in place where faster.
 
-    ``(N, L, C)`` memory (channels innermost) for a channels-last ``out``, contiguous otherwise: a
-    channels-innermost column vector made the float32 kernel gather along the rows (2.1x aten's
-    ``leaky_relu_``, 8 x 32 x 96², one thread).
+    The vectors ``(N, C, L)`` are laid out as ``out`` runs first (:func:`channels_like`, float32).
     """
-    channels_last = out.dim() == 4 and out.stride(1) == 1 and out.shape[1] > 1
-
-    def laid_out(v: Tensor) -> Tensor:
-        return v.transpose(1, 2).contiguous().transpose(1, 2) if channels_last else v.contiguous()
-
-    return tuple(None if v is None else laid_out(v) for v in vectors)
+    rows, cols = (None if v is None else channels_like(out, v, v.dtype) for v in (rows, cols))
+    return fused_side_leaky_relu(out, rows, cols, negative_slope, inplace=_in_place_pays(out))
 
 
 def _side_vectors(u_row, u_col, scalar, row_weight, col_weight, scalar_weight, bias):
@@ -183,12 +179,11 @@ def conv_side_leaky_relu(
 
     ``sides``: ``(row, col, scalar, row_weight, col_weight, scalar_weight, bias)``, compact weights,
     a row or a column source among them. Without autograd; the kernel writes into the conv's
-    output where that is faster (:func:`in_place_pays`).
+    output where that is faster (:func:`fresh_side_leaky_relu`).
     """
     row, col, *rest = sides
     (kh, kw), (sh, sw), (dh, dw), (pt, pb, pl, pr) = geo.kernel, geo.stride, geo.dilation, geo.pad
     u_row = None if row is None else unfold_1d(row, kh, sh, dh, pt, pb, geo.mode)
     u_col = None if col is None else unfold_1d(col, kw, sw, dw, pl, pr, geo.mode)
     out = conv2d(image, weight, None, geo, groups)
-    rows, cols = vectors_like(out, *_side_vectors(u_row, u_col, *rest))
-    return fused_side_leaky_relu(out, rows, cols, negative_slope, inplace=in_place_pays(out))
+    return fresh_side_leaky_relu(out, *_side_vectors(u_row, u_col, *rest), negative_slope)

@@ -141,24 +141,8 @@ class MSConv2d(nn.Module):
         size: tuple[int, int] | None = None,
     ) -> Tensor:
         """Convolve; shapes in the class docstring. ``size=(H, W)`` only when no source gives it."""
-        return ms_conv2d(
-            image,
-            row,
-            col,
-            scalar,
-            self.weight,
-            self.row_weight,
-            self.col_weight,
-            self.scalar_weight,
-            self.bias,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            padding_mode=self.padding_mode,
-            kernel_size=self.kernel_size,
-            size=size,
-        )
+        geometry = {**self._geometry(), "kernel_size": self.kernel_size, "size": size}
+        return ms_conv2d(image, row, col, scalar, *self._weights(), **geometry)
 
     def forward_leaky_relu(
         self,
@@ -174,22 +158,22 @@ class MSConv2d(nn.Module):
         (:func:`isp.nn.ms_conv2d_leaky_relu`).
         """
         return ms_conv2d_leaky_relu(
-            image,
-            row,
-            col,
-            scalar,
-            self.weight,
-            self.row_weight,
-            self.col_weight,
-            self.scalar_weight,
-            self.bias,
-            negative_slope=negative_slope,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            padding_mode=self.padding_mode,
+            image, row, col, scalar, *self._weights(), negative_slope=negative_slope, **self._geometry()
         )
+
+    def _weights(self) -> tuple[Tensor | None, ...]:
+        """``(weight, row_weight, col_weight, scalar_weight, bias)``, as the functional forms take them."""
+        return self.weight, self.row_weight, self.col_weight, self.scalar_weight, self.bias
+
+    def _geometry(self) -> dict:
+        """The convolution's keyword arguments shared by the functional forms."""
+        return {
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "padding_mode": self.padding_mode,
+        }
 
     def extra_repr(self) -> str:
         """``nn.Conv2d``'s, with the channel tuple (and ``side_kernels=full`` when full)."""

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import isp.nn._epilogue as epilogue
 from isp.models import UNet
 from isp.nn import MSConv2d, ms_conv2d, ms_conv2d_leaky_relu, side_leaky_relu
+from isp.nn._compact import channels_like
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -132,7 +133,7 @@ def test_side_leaky_relu_adds_row_and_column_vectors(channels_last):
     expected = _loop_reference(out, rows, cols, 0.3)
     if channels_last:
         out = out.contiguous(memory_format=torch.channels_last)
-    laid_out = epilogue.vectors_like(out, rows, cols)
+    laid_out = [channels_like(out, v) for v in (rows, cols)]
     assert all(v.stride(1) == (1 if channels_last else v.shape[2]) for v in laid_out)  # as out streams
     for r, c in ((rows, cols), laid_out):
         torch.testing.assert_close(side_leaky_relu(out, r, c, negative_slope=0.3), expected)
