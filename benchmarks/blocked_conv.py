@@ -12,12 +12,11 @@ reference, one thread, no autograd::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import _pages  # before torch: the memory tuned as the programs run
 import torch
 import torch.nn.functional as F
+from _timing import interleaved_medians
 
 # batch, C_in, C_out, size, row blocks tried
 SHAPES = [
@@ -76,14 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for n, c_in, c_out, size, blocks in SHAPES:
         fns = calls(n, c_in, c_out, size, blocks)
-        times = {k: [] for k in fns}
-        with torch.no_grad():
-            for _ in range(args.warmup + args.reps):
-                for k, fn in fns.items():
-                    t = time.perf_counter()
-                    fn()
-                    times[k].append(time.perf_counter() - t)
-        med = {k: statistics.median(v[args.warmup :]) for k, v in times.items()}
+        med = interleaved_medians(fns, args.reps, args.warmup)
         ratios = ", ".join(f"{k} {v / med['conv']:.2f}" for k, v in med.items() if k != "conv")
         print(f"{n} x {c_in} -> {c_out} at {size}²: conv {med['conv'] * 1e3:.1f} ms; {ratios}", flush=True)
 

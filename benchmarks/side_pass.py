@@ -22,12 +22,11 @@ kernels offer to add the terms, as medians x the image-only conv of the same lay
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import _pages  # before torch: the memory tuned as the programs run
 import torch
 import torch.nn.functional as F
+from _timing import interleaved_medians
 
 from isp.nn._compact import _add_by_gemm_, add_compact_side_terms, scalar_constant, unfold_1d
 from isp.nn._validate import geometry
@@ -121,14 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n{n} x {c_in} -> {c_out} at {size}², rows and columns {sides}:")
         # one layout at a time: the other's large buffers, interleaved, moved these timings by 20%
         for layout, fns in calls(n, c_in, c_out, size, sides).items():
-            times = {k: [] for k in fns}
-            with torch.no_grad():
-                for _ in range(args.warmup + args.reps):
-                    for k, fn in fns.items():
-                        t = time.perf_counter()
-                        fn()
-                        times[k].append(time.perf_counter() - t)
-            med = {k: statistics.median(v[args.warmup :]) for k, v in times.items()}
+            med = interleaved_medians(fns, args.reps, args.warmup)
             print(f"  {layout}: conv {med['conv'] * 1e3:.1f} ms")
             for k, v in med.items():
                 if k != "conv":
