@@ -19,6 +19,8 @@ the image-only conv's, as a fraction of the output tensor's size.
 together they measure the side terms' add fused into the activation's pass by Inductor.
 ``--channels-last`` gives every input and module the channels-last layout and ``--precision bf16``
 runs every call under bf16 autocast: the layers as ``predict.py`` runs them on a CPU with AMX tiles.
+``--fused-epilogue`` (forward only) ends every call with a compiled LeakyReLU, MSConv2d's side terms
+added in its pass (:func:`isp.nn.ms_conv2d_leaky_relu`).
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ over it) and the LeakyReLU that follows makes another. Under bf16 autocast on th
 elementwise passes cost more than the convolution itself: aten converts bf16 element by element
 (the shipped UNet's 512² tile, one thread, channels_last: 153 ms for the msconv net against 123 ms
 for the blind one). Here the image convolution runs as usual, the side terms are computed as
-``(N, L, C_out)`` float32 vectors (channels innermost, as a channels-last output runs), and one
-Inductor-compiled pointwise kernel reads the output once: ``leaky_relu(out + rows + cols)``,
-computed in float32 and rounded once.
+``(N, C_out, L)`` float32 vectors laid out as the output runs (:func:`isp.nn._compact.channels_like`),
+and one Inductor-compiled pointwise kernel reads the output once: ``leaky_relu(out + rows + cols)``,
+computed in float32 and rounded once, written into the output itself where that is faster.
 
-Each kernel (with row terms, column terms, both, neither) is compiled on first use in a process,
-for dynamic shapes (seconds; Inductor's on-disk cache shortens later processes' compiles). Where
-compilation fails (no C++ compiler, an unsupported device) a warning says so once and the eager
-path runs instead.
+Each kernel (with row terms, column terms, both or neither; into a new buffer or in place) is
+compiled on first use in a process, for dynamic shapes (seconds; Inductor's on-disk cache shortens
+later processes' compiles). Where compilation fails (no C++ compiler, an unsupported device) a
+warning says so once and the eager path runs instead.
 """
 
 from __future__ import annotations
@@ -134,10 +134,11 @@ def fused_side_leaky_relu(
 def _in_place_pays(out: Tensor) -> bool:
     """Whether the kernel is faster writing into ``out`` (a fresh conv output) than into a new buffer.
 
-    Measured one thread, ``python benchmarks/msconv.py --fused-epilogue`` and a one-off script over
-    fresh buffers: float32 in place 4.9 against 10.2 ms (8 x 32 x 256²) and MSConv2d's input
-    rows 25.7-26.4 against 29.0-29.8 ms; bf16 channels-last the reverse (13.0 against 5.8 ms; the
-    input rows 18.5-21.1 against 13.7-14.7).
+    Measured one thread, ``python benchmarks/msconv.py --fused-epilogue`` and a one-off script
+    after a fresh 4 -> 32 conv at 8 x 256²: float32 in place 6.8-6.9 ms against 10.6-11.0 into a
+    new buffer (aten's ``leaky_relu_`` alone 5.2-5.4), MSConv2d's input rows 25.7-26.4 against
+    29.0-29.8 ms; bf16 channels-last the reverse (13.0 against 5.8 ms; the input rows 18.5-21.1
+    against 13.7-14.7).
     """
     return out.dtype in (torch.float32, torch.float64)
 
